@@ -1,0 +1,24 @@
+//! Compiles `proto/fairtrail/v1/*.proto` with protox (pure Rust: no system `protoc`) and
+//! generates the prost messages and tonic clients and servers. The encoded descriptor set is
+//! kept too, for gRPC server reflection.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    let files = ["fairtrail/v1/statement.proto", "fairtrail/v1/ledger.proto"];
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", root.join(file).display());
+    }
+    let descriptors = protox::compile(files, [&root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("fairtrail_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}
