@@ -1,1 +1,16 @@
+//! The Fairtrail node: an append-only, verifiable log of signed fair-trade attestations.
+//!
+//! # Layout
+//! - [`config`]: flags, environment and TOML settings.
+//! - [`server`]: opening the data directory (recovery) and serving gRPC; graceful shutdown.
+//! - [`sequencer`]: the single writer: batch signature verification, group commit, receipts.
+//! - [`tiles`]: the log on disk as C2SP tlog-tiles, durable at every commit; proofs.
+//! - [`index`]: sled indexes derived from the log, replayed from it after a crash.
+//! - [`ledger`]: the gRPC `fairtrail.v1.LedgerService`.
 
+pub mod config;
+pub mod index;
+pub mod ledger;
+pub mod sequencer;
+pub mod server;
+pub mod tiles;

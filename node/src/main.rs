@@ -1,1 +1,67 @@
-fn main() {}
+//! `fairtrail-node`: parse settings, set up logging, bind, and run until SIGINT or SIGTERM.
+
+use clap::Parser;
+use fairtrail_node::config::{Cli, Command};
+use fairtrail_node::server;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("FAIRTRAIL_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fairtrail-node: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.settings.resolve()?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::LogKey => {
+            println!("{}", server::log_signer(&config)?.verifier().to_text());
+            Ok(())
+        }
+        Command::Run => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+                let addr = listener.local_addr()?;
+                tracing::info!(data_dir = %config.data_dir.display(), "fairtrail-node starting");
+                // Scripts and tests read this line to learn the port (with --listen ...:0).
+                println!("fairtrail-node listening grpc={addr}");
+                server::run(config, listener, shutdown_signal()).await
+            })
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

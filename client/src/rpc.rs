@@ -1,0 +1,145 @@
+//! A thin gRPC client for a Fairtrail node. It returns what the node said; checking it is
+//! the caller's job with [`crate::receipt`], [`crate::checkpoint`] and [`crate::merkle`].
+
+use tonic::transport::{Channel, Endpoint};
+
+use crate::proto;
+use crate::proto::ledger_service_client::LedgerServiceClient;
+
+/// The node address used when none is given.
+pub const DEFAULT_NODE: &str = "http://127.0.0.1:50051";
+/// Messages this client accepts from a node (a provenance bundle can be large).
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error("{url} is not a node address (try http://127.0.0.1:50051): {source}")]
+    BadUrl {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("cannot reach the node at {url}: {source}. Is fairtrail-node running there?")]
+    Connect {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("the node refused: {code:?}: {message}")]
+    Status { code: tonic::Code, message: String },
+}
+
+impl From<tonic::Status> for RpcError {
+    fn from(s: tonic::Status) -> Self {
+        RpcError::Status {
+            code: s.code(),
+            message: s.message().to_owned(),
+        }
+    }
+}
+
+impl RpcError {
+    /// The gRPC code, when the node answered with one.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            RpcError::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// A connection to a node.
+#[derive(Clone)]
+pub struct NodeClient {
+    pub ledger: LedgerServiceClient<Channel>,
+    pub url: String,
+}
+
+impl NodeClient {
+    pub async fn connect(url: &str) -> Result<Self, RpcError> {
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|source| RpcError::BadUrl {
+                url: url.to_owned(),
+                source,
+            })?
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .tcp_nodelay(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|source| RpcError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        let ledger = LedgerServiceClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(NodeClient {
+            ledger,
+            url: url.to_owned(),
+        })
+    }
+
+    pub async fn submit(
+        &mut self,
+        envelope: proto::Envelope,
+    ) -> Result<proto::SubmitResponse, RpcError> {
+        Ok(self
+            .ledger
+            .submit(proto::SubmitRequest {
+                envelope: Some(envelope),
+            })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn checkpoint(&mut self) -> Result<proto::GetCheckpointResponse, RpcError> {
+        Ok(self
+            .ledger
+            .get_checkpoint(proto::GetCheckpointRequest {})
+            .await?
+            .into_inner())
+    }
+
+    pub async fn entry(
+        &mut self,
+        key: proto::get_entry_request::Key,
+    ) -> Result<proto::Entry, RpcError> {
+        let response = self
+            .ledger
+            .get_entry(proto::GetEntryRequest { key: Some(key) })
+            .await?
+            .into_inner();
+        response.entry.ok_or_else(|| RpcError::Status {
+            code: tonic::Code::Internal,
+            message: "the node answered without an entry".into(),
+        })
+    }
+
+    pub async fn inclusion_proof(
+        &mut self,
+        leaf: proto::get_inclusion_proof_request::Leaf,
+        tree_size: u64,
+    ) -> Result<proto::GetInclusionProofResponse, RpcError> {
+        Ok(self
+            .ledger
+            .get_inclusion_proof(proto::GetInclusionProofRequest {
+                leaf: Some(leaf),
+                tree_size,
+            })
+            .await?
+            .into_inner())
+    }
+
+    pub async fn consistency_proof(
+        &mut self,
+        from_size: u64,
+        to_size: u64,
+    ) -> Result<proto::GetConsistencyProofResponse, RpcError> {
+        Ok(self
+            .ledger
+            .get_consistency_proof(proto::GetConsistencyProofRequest { from_size, to_size })
+            .await?
+            .into_inner())
+    }
+}

@@ -1,0 +1,166 @@
+//! Node configuration: flags, environment variables and a TOML file, in that order of
+//! precedence, over sane defaults. README.md lists every setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+pub const DEFAULT_DATA_DIR: &str = "./fairtrail-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_ORIGIN: &str = "fairtrail.local/log";
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+pub const DEFAULT_QUEUE: usize = 16 * 1024;
+pub const DEFAULT_TILE_CACHE: usize = 4096;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fairtrail-node",
+    version,
+    about = "Fairtrail node: an append-only, verifiable ledger of fair-trade attestations"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the node (the default).
+    Run,
+    /// Print the log's verifier key in C2SP signed-note form (name+hexkeyid+base64key),
+    /// creating the data directory and key on first use.
+    LogKey,
+}
+
+/// Settings a flag, an environment variable or the config file can give.
+#[derive(Args, Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Settings {
+    /// TOML config file; its keys are the long flag names (data-dir, listen, ...).
+    #[arg(long, env = "FAIRTRAIL_CONFIG", global = true)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Where the log, its key and its indexes live [default: ./fairtrail-data].
+    #[arg(long, env = "FAIRTRAIL_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC listen address [default: 127.0.0.1:50051]; port 0 picks a free port.
+    #[arg(long, env = "FAIRTRAIL_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// The log's origin: the first line of its checkpoints and the name of its key, such as
+    /// `fairtrail.example.org/log` [default for a new log: fairtrail.local/log]. Fixed when the
+    /// log is created.
+    #[arg(long, env = "FAIRTRAIL_ORIGIN", global = true)]
+    pub origin: Option<String>,
+    /// Largest gRPC message accepted, in bytes [default: 4194304].
+    #[arg(long, env = "FAIRTRAIL_MAX_MESSAGE_BYTES", global = true)]
+    pub max_message_bytes: Option<usize>,
+    /// Submissions that may wait for the sequencer before callers are slowed [default: 16384].
+    #[arg(long, env = "FAIRTRAIL_QUEUE", global = true)]
+    pub queue: Option<usize>,
+    /// Tiles kept in memory (each about 16 KiB) [default: 4096].
+    #[arg(long, env = "FAIRTRAIL_TILE_CACHE", global = true)]
+    pub tile_cache: Option<usize>,
+}
+
+/// The settings in force, every default filled in.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// `None` when not given: a new log then takes [`DEFAULT_ORIGIN`], an existing one keeps
+    /// its own.
+    pub origin: Option<String>,
+    pub max_message_bytes: usize,
+    pub queue: usize,
+    pub tile_cache: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Flags and environment first, then the config file, then defaults.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => Settings::default(),
+        };
+        let listen = match self.listen.or(file.listen) {
+            Some(a) => a,
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| ConfigError::Invalid("bad default listen address".into()))?,
+        };
+        let config = Config {
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen,
+            origin: self.origin.or(file.origin),
+            max_message_bytes: self
+                .max_message_bytes
+                .or(file.max_message_bytes)
+                .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+            queue: self.queue.or(file.queue).unwrap_or(DEFAULT_QUEUE),
+            tile_cache: self
+                .tile_cache
+                .or(file.tile_cache)
+                .unwrap_or(DEFAULT_TILE_CACHE),
+        };
+        if config.max_message_bytes < 64 * 1024 {
+            return Err(ConfigError::Invalid(format!(
+                "max-message-bytes is {}; it must be at least 65536 to carry one statement",
+                config.max_message_bytes
+            )));
+        }
+        if let Some(origin) = &config.origin {
+            check_origin(origin)?;
+        }
+        Ok(config)
+    }
+}
+
+/// An origin is a key name in signed notes: non-empty, no spaces, no `+`.
+pub fn check_origin(origin: &str) -> Result<(), ConfigError> {
+    if origin.is_empty()
+        || origin
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+    {
+        return Err(ConfigError::Invalid(format!(
+            "origin {origin:?} must be non-empty, without spaces or '+', such as fairtrail.example.org/log"
+        )));
+    }
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_owned(),
+        source,
+    })
+}

@@ -1,0 +1,358 @@
+//! The single writer: decode, batch-verify, deduplicate, append, sign a checkpoint, answer.
+//!
+//! Two threads form a pipeline so both cores work under load:
+//! 1. the *verifier* takes every queued submission (up to a batch), decodes it, and checks
+//!    all signatures at once with Ed25519 batch verification;
+//! 2. the *committer* takes every verified batch waiting, drops statements already logged
+//!    (idempotent resubmission), appends the rest to the tiles with one group commit
+//!    (fdatasync), signs and durably writes one checkpoint, updates the index, and only then
+//!    answers each caller with its receipt.
+//!
+//! A storage failure is fatal to the sequencer: it answers UNAVAILABLE from then on and
+//! reports the failure so the node stops; nothing unsure is ever acknowledged.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::thread::JoinHandle;
+
+use bytes::Bytes;
+use fairtrail_client::checkpoint::Checkpoint;
+use fairtrail_client::entry::{encode_leaf, LeafError};
+use fairtrail_client::envelope::{
+    verify_batch, Envelope, EnvelopeError, StatementId, VerifiedEnvelope,
+};
+use fairtrail_client::merkle::{leaf_hash, Hash};
+use fairtrail_client::note::NoteSigner;
+use fairtrail_client::proto;
+use fairtrail_client::statement::{now_ms, Statement, StatementError};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::index::{Index, IndexError, IndexedEntry};
+use crate::tiles::{Snapshot, StoreError, TileStore, TileWriter};
+
+/// The most submissions verified or committed together.
+pub const MAX_BATCH: usize = 4096;
+
+/// Why a submission was not logged.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the envelope is missing")]
+    MissingEnvelope,
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error(transparent)]
+    Statement(#[from] StatementError),
+    #[error(transparent)]
+    Leaf(#[from] LeafError),
+    /// The sequencer stopped (shutting down, or after a storage failure).
+    #[error("the sequencer is not running: {0}")]
+    Unavailable(String),
+    /// Our fault; the detail goes to the log, not to the caller.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A logged statement: its receipt, and whether it was there before this submission.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub receipt: proto::EntryReceipt,
+    pub existing: bool,
+}
+
+type Reply = oneshot::Sender<Result<Accepted, SubmitError>>;
+
+struct Submission {
+    envelope: proto::Envelope,
+    reply: Reply,
+}
+
+struct Verified {
+    envelope: VerifiedEnvelope,
+    reply: Reply,
+}
+
+/// How request handlers reach the sequencer. Cheap to clone.
+#[derive(Clone)]
+pub struct SequencerHandle {
+    tx: mpsc::Sender<Submission>,
+    failed: Arc<AtomicBool>,
+}
+
+impl SequencerHandle {
+    /// Submits one envelope and waits for its receipt (sent only once the entry is durable).
+    pub async fn submit(&self, envelope: proto::Envelope) -> Result<Accepted, SubmitError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(SubmitError::Unavailable(
+                "stopped after a storage failure; restart the node".into(),
+            ));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Submission { envelope, reply })
+            .await
+            .map_err(|_| SubmitError::Unavailable("shutting down".into()))?;
+        answer
+            .await
+            .map_err(|_| SubmitError::Unavailable("shutting down".into()))?
+    }
+}
+
+/// The running sequencer threads. Dropping every [`SequencerHandle`] lets them drain and end.
+pub struct Sequencer {
+    pub threads: Vec<JoinHandle<()>>,
+    /// Fires once if the committer hits a storage failure.
+    pub fatal: oneshot::Receiver<String>,
+}
+
+impl Sequencer {
+    /// Starts the pipeline over `writer`. `queue` bounds how many submissions wait.
+    pub fn start(
+        writer: TileWriter,
+        index: Index,
+        signer: NoteSigner,
+        queue: usize,
+    ) -> std::io::Result<(Sequencer, SequencerHandle)> {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let (verified_tx, verified_rx) = std_mpsc::sync_channel::<Vec<Verified>>(4);
+        let (fatal_tx, fatal) = oneshot::channel();
+        let failed = Arc::new(AtomicBool::new(false));
+        let verifier = std::thread::Builder::new()
+            .name("verifier".into())
+            .spawn(move || verify_loop(rx, verified_tx))?;
+        let committer = Committer {
+            writer,
+            index,
+            signer,
+            failed: failed.clone(),
+            last_integrated_ms: 0,
+        };
+        let committer = std::thread::Builder::new()
+            .name("committer".into())
+            .spawn(move || committer.run(verified_rx, fatal_tx))?;
+        Ok((
+            Sequencer {
+                threads: vec![verifier, committer],
+                fatal,
+            },
+            SequencerHandle { tx, failed },
+        ))
+    }
+
+    /// Waits for both threads to finish their last batch.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn verify_loop(mut rx: mpsc::Receiver<Submission>, out: std_mpsc::SyncSender<Vec<Verified>>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(s) => batch.push(s),
+                Err(_) => break,
+            }
+        }
+        let mut envelopes = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for s in batch {
+            match decode(s.envelope) {
+                Ok(e) => {
+                    envelopes.push(e);
+                    replies.push(s.reply);
+                }
+                Err(e) => {
+                    let _ = s.reply.send(Err(e));
+                }
+            }
+        }
+        let mut verified = Vec::with_capacity(envelopes.len());
+        for (result, reply) in verify_batch(envelopes).into_iter().zip(replies) {
+            match result {
+                Ok(envelope) => verified.push(Verified { envelope, reply }),
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                }
+            }
+        }
+        if !verified.is_empty() && out.send(verified).is_err() {
+            return;
+        }
+    }
+}
+
+/// Decodes an envelope and its statement: everything checkable without the log's state.
+fn decode(wire: proto::Envelope) -> Result<Envelope, SubmitError> {
+    let envelope = Envelope::try_from(wire)?;
+    Statement::decode(&envelope)?;
+    Ok(envelope)
+}
+
+struct Committer {
+    writer: TileWriter,
+    index: Index,
+    signer: NoteSigner,
+    failed: Arc<AtomicBool>,
+    last_integrated_ms: u64,
+}
+
+/// A storage failure: fatal to the sequencer.
+#[derive(Debug, thiserror::Error)]
+enum FatalError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("signing the checkpoint: {0}")]
+    Sign(String),
+}
+
+impl Committer {
+    fn run(mut self, rx: std_mpsc::Receiver<Vec<Verified>>, fatal: oneshot::Sender<String>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = first;
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend(more),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.commit(batch) {
+                tracing::error!(error = %e, "storage failure; the sequencer stops and the node shuts down");
+                self.failed.store(true, Ordering::Release);
+                let _ = fatal.send(e.to_string());
+                // Refuse whatever is still queued, rather than leave callers waiting.
+                for batch in rx.iter() {
+                    for v in batch {
+                        let _ = v
+                            .reply
+                            .send(Err(SubmitError::Unavailable("storage failure".into())));
+                    }
+                }
+                return;
+            }
+        }
+    }
+
+    /// One group commit. On error, every caller of the batch is answered UNAVAILABLE.
+    fn commit(&mut self, batch: Vec<Verified>) -> Result<(), FatalError> {
+        let mut replies: Vec<(Reply, Target, StatementId)> = Vec::with_capacity(batch.len());
+        let mut leaves: Vec<Bytes> = Vec::new();
+        let mut new_entries: Vec<IndexedEntry> = Vec::new();
+        let mut in_batch: HashMap<StatementId, u64> = HashMap::new();
+        let integrated_at = now_ms().max(self.last_integrated_ms);
+        let base = self.writer.size();
+
+        // 1. Deduplicate against the log and within the batch; encode new leaves.
+        for v in batch {
+            let id = v.envelope.id();
+            let existing = match in_batch.get(&id) {
+                Some(&index) => Some(Target::New(index)),
+                None => match self.index.index_of_statement(&id) {
+                    Ok(Some(index)) => Some(Target::Existing(index)),
+                    Ok(None) => None,
+                    Err(e) => {
+                        let _ = v.reply.send(Err(SubmitError::Internal(e.to_string())));
+                        return Err(e.into());
+                    }
+                },
+            };
+            if let Some(target) = existing {
+                replies.push((v.reply, target, id));
+                continue;
+            }
+            let leaf = match encode_leaf(v.envelope.to_proto(), integrated_at) {
+                Ok(leaf) => Bytes::from(leaf),
+                Err(e) => {
+                    let _ = v.reply.send(Err(e.into()));
+                    continue;
+                }
+            };
+            let index = base + leaves.len() as u64;
+            new_entries.push(IndexedEntry {
+                index,
+                statement_id: id,
+                leaf_hash: leaf_hash(&leaf),
+            });
+            in_batch.insert(id, index);
+            leaves.push(leaf);
+            replies.push((v.reply, Target::New(index), id));
+        }
+
+        // 2. Make the batch and its checkpoint durable, then publish.
+        let snapshot = match self.append_and_commit(&leaves) {
+            Ok(s) => s,
+            Err(e) => {
+                for (reply, _, _) in replies {
+                    let _ = reply.send(Err(SubmitError::Unavailable("storage failure".into())));
+                }
+                return Err(e);
+            }
+        };
+        if !leaves.is_empty() {
+            self.last_integrated_ms = integrated_at;
+            // 3. The index follows the log, never leads it.
+            self.index.apply(&new_entries, snapshot.size)?;
+        }
+
+        // 4. Answer, now that everything is durable.
+        let store = self.writer.store().clone();
+        for (reply, target, id) in replies {
+            let (index, existing) = match target {
+                Target::New(i) => (i, false),
+                Target::Existing(i) => (i, true),
+            };
+            let answer = receipt(&store, &snapshot, index, id)
+                .map(|receipt| Accepted { receipt, existing })
+                .map_err(|e| SubmitError::Internal(e.to_string()));
+            let _ = reply.send(answer);
+        }
+        Ok(())
+    }
+
+    fn append_and_commit(&mut self, leaves: &[Bytes]) -> Result<Arc<Snapshot>, FatalError> {
+        if leaves.is_empty() {
+            return Ok(self.writer.store().snapshot());
+        }
+        let root = self.writer.append(leaves)?;
+        let checkpoint = Checkpoint {
+            origin: self.signer.name().to_owned(),
+            size: self.writer.size(),
+            root,
+            extensions: Vec::new(),
+        };
+        let note = checkpoint
+            .sign(&self.signer)
+            .map_err(|e| FatalError::Sign(e.to_string()))?;
+        Ok(self.writer.commit(note, root)?)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    New(u64),
+    Existing(u64),
+}
+
+/// The receipt for the entry at `index` (holding `statement_id`), against the snapshot's
+/// checkpoint.
+pub fn receipt(
+    store: &TileStore,
+    snapshot: &Snapshot,
+    index: u64,
+    statement_id: StatementId,
+) -> Result<proto::EntryReceipt, StoreError> {
+    let leaf = store.leaf(snapshot, index)?;
+    let proof = store.prove_inclusion(snapshot, index, snapshot.size)?;
+    Ok(proto::EntryReceipt {
+        index,
+        statement_id: statement_id.as_bytes().to_vec(),
+        leaf_hash: leaf_hash(&leaf).to_vec(),
+        leaf: leaf.to_vec(),
+        checkpoint: snapshot.checkpoint.clone(),
+        inclusion_proof: proof.iter().map(|h: &Hash| h.to_vec()).collect(),
+    })
+}

@@ -1,0 +1,254 @@
+//! Opening a node's data directory (lock, log key, origin, tiles, index) and serving it:
+//! gRPC with health and reflection, graceful shutdown that drains the sequencer.
+
+use std::fs;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fairtrail_client::checkpoint::Checkpoint;
+use fairtrail_client::entry::Leaf;
+use fairtrail_client::keys::{generate_signing_key, read_signing_key, write_signing_key};
+use fairtrail_client::merkle;
+use fairtrail_client::note::NoteSigner;
+use fairtrail_client::proto;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::{check_origin, Config, DEFAULT_ORIGIN};
+use crate::index::{Index, IndexedEntry};
+use crate::ledger::Ledger;
+use crate::sequencer::{Sequencer, SequencerHandle};
+use crate::tiles::{TileStore, TileWriter};
+
+const KEY_FILE: &str = "log-key.pem";
+const ORIGIN_FILE: &str = "origin";
+const LOCK_FILE: &str = "LOCK";
+
+/// An open data directory, recovered and ready to serve.
+pub struct Node {
+    pub store: Arc<TileStore>,
+    pub index: Index,
+    pub signer: NoteSigner,
+    writer: TileWriter,
+    /// Held for the node's life: a second node on the same directory would corrupt it.
+    _lock: fs::File,
+}
+
+/// Reads (or, for a new data directory, creates) the log key and origin.
+pub fn log_signer(config: &Config) -> anyhow::Result<NoteSigner> {
+    let dir = &config.data_dir;
+    fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
+    set_private(dir);
+    let key_path = dir.join(KEY_FILE);
+    let origin_path = dir.join(ORIGIN_FILE);
+    let key = if key_path.exists() {
+        read_signing_key(&key_path)?
+    } else {
+        let key = generate_signing_key();
+        write_signing_key(&key_path, &key)?;
+        key
+    };
+    let stored = match fs::read_to_string(&origin_path) {
+        Ok(s) => Some(s.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => anyhow::bail!("cannot read {}: {e}", origin_path.display()),
+    };
+    let origin = match (stored, &config.origin) {
+        (Some(stored), Some(wanted)) if &stored != wanted => anyhow::bail!(
+            "this log's origin is {stored:?}, fixed when it was created; --origin says {wanted:?}. \
+             Drop --origin, or use another --data-dir for a new log"
+        ),
+        (Some(stored), _) => stored,
+        (None, wanted) => {
+            let origin = wanted.clone().unwrap_or_else(|| DEFAULT_ORIGIN.to_owned());
+            check_origin(&origin)?;
+            write_synced(&origin_path, format!("{origin}\n").as_bytes())?;
+            origin
+        }
+    };
+    Ok(NoteSigner::new(&origin, key)?)
+}
+
+#[cfg(unix)]
+fn set_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+}
+
+#[cfg(not(unix))]
+fn set_private(_dir: &Path) {}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn lock(dir: &Path) -> anyhow::Result<fs::File> {
+    let path: PathBuf = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: flock on a file descriptor we own, for as long as we hold the File.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            anyhow::bail!(
+                "another fairtrail-node is using {}; stop it first",
+                dir.display()
+            );
+        }
+    }
+    Ok(file)
+}
+
+impl Node {
+    /// Opens the data directory and brings it to a consistent state after any crash: tiles
+    /// beyond the checkpoint are dropped, and the index is replayed from the log.
+    pub fn open(config: &Config) -> anyhow::Result<Node> {
+        let signer = log_signer(config)?;
+        let lock = lock(&config.data_dir)?;
+        let (store, mut writer, checkpoint) = TileStore::open(
+            &config.data_dir.join("log"),
+            &signer.verifier(),
+            config.tile_cache,
+        )?;
+        if checkpoint.is_none() {
+            // A new log: its first checkpoint is the empty tree's.
+            let note = Checkpoint {
+                origin: signer.name().to_owned(),
+                size: 0,
+                root: merkle::empty_root(),
+                extensions: vec![],
+            }
+            .sign(&signer)?;
+            writer.commit(note, merkle::empty_root())?;
+        }
+        let index = Index::open(&config.data_dir.join("index"))?;
+        reconcile(&store, &index)?;
+        Ok(Node {
+            store,
+            index,
+            signer,
+            writer,
+            _lock: lock,
+        })
+    }
+
+    /// Starts the sequencer over this node's log.
+    pub fn start(
+        self,
+        queue: usize,
+    ) -> anyhow::Result<(Sequencer, SequencerHandle, Arc<TileStore>, Index, String)> {
+        let verifier_key = self.signer.verifier().to_text();
+        let (sequencer, handle) =
+            Sequencer::start(self.writer, self.index.clone(), self.signer, queue)?;
+        Ok((sequencer, handle, self.store, self.index, verifier_key))
+    }
+}
+
+/// Brings the index level with the log: replays entries it has not applied.
+fn reconcile(store: &TileStore, index: &Index) -> anyhow::Result<()> {
+    let snapshot = store.snapshot();
+    let mut applied = index.applied()?;
+    if applied > snapshot.size {
+        tracing::warn!(
+            applied,
+            size = snapshot.size,
+            "the index is ahead of the log; rebuilding it"
+        );
+        index.clear()?;
+        applied = 0;
+    }
+    if applied < snapshot.size {
+        tracing::info!(
+            from = applied,
+            to = snapshot.size,
+            "replaying the log into the index"
+        );
+    }
+    while applied < snapshot.size {
+        let n = applied / 256;
+        let bundle = store.bundle(&snapshot, n)?;
+        let mut entries = Vec::new();
+        for i in applied..((n + 1) * 256).min(snapshot.size) {
+            let leaf = bundle
+                .get((i - n * 256) as usize)
+                .ok_or_else(|| anyhow::anyhow!("entry {i} missing from its bundle"))?;
+            let decoded =
+                Leaf::decode(leaf.to_vec()).map_err(|e| anyhow::anyhow!("entry {i}: {e}"))?;
+            entries.push(IndexedEntry {
+                index: i,
+                statement_id: decoded.statement_id,
+                leaf_hash: decoded.hash,
+            });
+        }
+        applied += entries.len() as u64;
+        index.apply(&entries, applied)?;
+    }
+    index.flush()?;
+    Ok(())
+}
+
+/// Serves the node on `listener` until `shutdown` completes or the sequencer fails, then
+/// drains: in-flight requests finish and the sequencer commits its last batch.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let node = Node::open(&config)?;
+    let (sequencer, handle, store, index, verifier_key) = node.start(config.queue)?;
+    let Sequencer { threads, fatal } = sequencer;
+
+    let ledger = Ledger::new(handle, store.clone(), index.clone(), verifier_key);
+    let ledger = proto::ledger_service_server::LedgerServiceServer::new(ledger)
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<proto::ledger_service_server::LedgerServiceServer<Ledger>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let fatal_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let fatal_slot = fatal_error.clone();
+    let stop = async move {
+        tokio::select! {
+            () = shutdown => tracing::info!("shutting down: draining the sequencer"),
+            Ok(e) = fatal => {
+                if let Ok(mut slot) = fatal_slot.lock() { *slot = Some(e); }
+            }
+        }
+    };
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(ledger)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+        .await?;
+
+    // The server has dropped every handle to the sequencer: it finishes and stops.
+    tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await?;
+    index.flush()?;
+    if let Some(e) = fatal_error.lock().ok().and_then(|s| s.clone()) {
+        anyhow::bail!("the sequencer stopped after a storage failure: {e}");
+    }
+    Ok(())
+}

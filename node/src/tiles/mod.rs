@@ -1,0 +1,745 @@
+//! The log itself on disk: leaves, tree hashes and the signed checkpoint, laid out as C2SP
+//! `tlog-tiles` and made durable with fdatasync at every group commit. SPEC.md section
+//! "Storage".
+//!
+//! # Contract
+//! - [`TileWriter::append`] returns only once every new tile and entry bundle is durable
+//!   (file data fdatasync'ed, new directory entries fsync'ed); [`TileWriter::commit`] then
+//!   makes the signed checkpoint durable (write, fdatasync, rename, fsync the directory) and
+//!   only then publishes the new tree to readers. An error from either is fatal to the writer:
+//!   the caller must stop sequencing and reopen, since the disk may be ahead of the
+//!   checkpoint.
+//! - The checkpoint file is the commit point. At [`TileStore::open`] everything beyond the
+//!   checkpoint's size is deleted, the edge tiles are read, and the root they give must equal
+//!   the signed root, so a torn write can never become part of the tree.
+//! - Readers ([`TileStore`]) are safe to use concurrently with the writer: they see the last
+//!   published [`Snapshot`]. Every full tile read from disk is checked against its parent
+//!   hash, and every entry bundle against its leaf hashes, so corruption on disk is reported,
+//!   never served.
+//! - Appends, inclusion proofs and consistency proofs cost O(log n) tile reads; nothing
+//!   rebuilds the tree, and opening reads only the right edge.
+
+pub mod paths;
+pub mod tree;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use fairtrail_client::checkpoint::SignedCheckpoint;
+use fairtrail_client::merkle::{self, leaf_hash, Hash, ProveError, SubtreeSource};
+use fairtrail_client::note::NoteVerifier;
+use lru::LruCache;
+
+use paths::{partial_dir, tile_path, TileKind};
+use tree::{TileTree, TILE_WIDTH};
+
+/// The name of the checkpoint file in the log directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint";
+/// Levels of 8 tree levels each: 8 of them cover 2^64 leaves.
+const MAX_TILE_LEVELS: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the log on disk is corrupt: {path}: {what}")]
+    Corrupt { path: PathBuf, what: String },
+    #[error("the checkpoint on disk does not verify: {0}")]
+    Checkpoint(#[source] fairtrail_client::checkpoint::CheckpointError),
+    #[error("index {index} is beyond the tree size {size}")]
+    OutOfRange { index: u64, size: u64 },
+    #[error("{0}")]
+    BadRange(String),
+    #[error("a leaf has {len} bytes; a tlog-tiles entry holds at most 65535")]
+    LeafTooLarge { len: usize },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A published state of the log: what readers see.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub size: u64,
+    pub root: Hash,
+    /// The signed checkpoint of `size` and `root`, as a C2SP signed note.
+    pub checkpoint: String,
+    /// The right-edge (partial) hash tile of each level, level 0 first.
+    edge: Vec<Arc<TileTree>>,
+    /// The leaves of the partial entry bundle.
+    bundle: Arc<Vec<Bytes>>,
+}
+
+/// The read side of the log. Shared by every request handler; see the module contract.
+pub struct TileStore {
+    dir: PathBuf,
+    published: ArcSwap<Snapshot>,
+    /// Full tiles read back from disk and checked, by (level, index). Bounded, so memory
+    /// stays flat however long the log grows.
+    tiles: Mutex<LruCache<(u8, u64), Arc<TileTree>>>,
+    /// Full entry bundles read back from disk and checked, by index.
+    bundles: Mutex<LruCache<u64, Arc<Vec<Bytes>>>>,
+}
+
+/// The write side: owned by the sequencer alone, so appends never race.
+pub struct TileWriter {
+    store: Arc<TileStore>,
+    size: u64,
+    edge: Vec<Arc<TileTree>>,
+    bundle: Arc<Vec<Bytes>>,
+    /// Edge widths as last published, to delete the partial tiles a commit supersedes.
+    published_widths: Vec<usize>,
+    published_bundle_width: usize,
+    published_size: u64,
+}
+
+/// Hashes at `level` (tree level `8 * level`) in a tree of `size` leaves.
+fn hashes_at(size: u64, level: usize) -> u64 {
+    if level >= MAX_TILE_LEVELS {
+        0
+    } else {
+        size >> (8 * level)
+    }
+}
+
+impl TileStore {
+    /// Opens the log in `dir` (creating it when new), recovers from any crash, and checks the
+    /// right edge against the signed checkpoint. Returns the store and its only writer; the
+    /// checkpoint is `None` for a new log, which the caller must commit before serving.
+    pub fn open(
+        dir: &Path,
+        log_key: &NoteVerifier,
+        cache_tiles: usize,
+    ) -> Result<(Arc<TileStore>, TileWriter, Option<SignedCheckpoint>), StoreError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let checkpoint_path = dir.join(CHECKPOINT_FILE);
+        let signed = match fs::read_to_string(&checkpoint_path) {
+            Ok(note) => {
+                Some(SignedCheckpoint::verify(&note, log_key).map_err(StoreError::Checkpoint)?)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&checkpoint_path)(e)),
+        };
+        let size = signed.as_ref().map_or(0, |s| s.checkpoint.size);
+
+        // 1. Delete whatever a crash left beyond the checkpoint: it was never acknowledged.
+        remove_beyond(dir, TileKind::Entries, size)?;
+        for level in 0..MAX_TILE_LEVELS {
+            remove_beyond(dir, TileKind::Hashes(level as u8), hashes_at(size, level))?;
+        }
+
+        // 2. Read the right edge.
+        let mut edge = Vec::new();
+        for level in 0..MAX_TILE_LEVELS {
+            let count = hashes_at(size, level);
+            if count == 0 {
+                break;
+            }
+            let width = (count % TILE_WIDTH as u64) as usize;
+            let tile = if width == 0 {
+                TileTree::new()
+            } else {
+                let path = tile_path(
+                    dir,
+                    TileKind::Hashes(level as u8),
+                    count / TILE_WIDTH as u64,
+                    width,
+                );
+                TileTree::from_hashes(&read_hashes(&path, width)?)
+            };
+            edge.push(Arc::new(tile));
+        }
+        let bundle_width = (size % TILE_WIDTH as u64) as usize;
+        let bundle = if bundle_width == 0 {
+            Vec::new()
+        } else {
+            let path = tile_path(
+                dir,
+                TileKind::Entries,
+                size / TILE_WIDTH as u64,
+                bundle_width,
+            );
+            let leaves = read_bundle(&path, bundle_width)?;
+            let hashes = edge.first().map(|t| t.hashes()).unwrap_or(&[]);
+            for (i, leaf) in leaves.iter().enumerate() {
+                if hashes.get(i) != Some(&leaf_hash(leaf)) {
+                    return Err(StoreError::Corrupt {
+                        path,
+                        what: format!("entry {i} does not match its leaf hash"),
+                    });
+                }
+            }
+            leaves
+        };
+
+        let checkpoint = signed.as_ref().map(|s| s.note.clone()).unwrap_or_default();
+        let snapshot = Snapshot {
+            size,
+            root: merkle::empty_root(),
+            checkpoint,
+            edge: edge.clone(),
+            bundle: Arc::new(bundle),
+        };
+        let store = Arc::new(TileStore {
+            dir: dir.to_owned(),
+            published: ArcSwap::from_pointee(snapshot),
+            tiles: Mutex::new(LruCache::new(
+                NonZeroUsize::new(cache_tiles.max(16)).unwrap_or(NonZeroUsize::MIN),
+            )),
+            bundles: Mutex::new(LruCache::new(
+                NonZeroUsize::new((cache_tiles / 4).max(16)).unwrap_or(NonZeroUsize::MIN),
+            )),
+        });
+
+        // 3. The edge must give exactly the signed root: this is what makes a torn or
+        // tampered tile fatal at start instead of a wrong proof later.
+        let snapshot = store.snapshot();
+        let root = merkle::root(&store.view(&snapshot), size).map_err(prove_to_store)?;
+        if let Some(signed) = &signed {
+            if root != signed.checkpoint.root {
+                return Err(StoreError::Corrupt {
+                    path: checkpoint_path,
+                    what: "the tiles on disk do not give the checkpoint's root hash".into(),
+                });
+            }
+        }
+        store.published.store(Arc::new(Snapshot {
+            size,
+            root,
+            checkpoint: snapshot.checkpoint.clone(),
+            edge: snapshot.edge.clone(),
+            bundle: snapshot.bundle.clone(),
+        }));
+
+        let writer = TileWriter {
+            store: store.clone(),
+            size,
+            published_widths: edge.iter().map(|t| t.width()).collect(),
+            edge,
+            published_bundle_width: bundle_width,
+            bundle: snapshot.bundle.clone(),
+            published_size: size,
+        };
+        Ok((store, writer, signed))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The latest published state.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.published.load_full()
+    }
+
+    /// The tree of `snapshot` as a source of subtree hashes, for proofs.
+    pub fn view<'a>(&'a self, snapshot: &'a Snapshot) -> TreeView<'a> {
+        TreeView {
+            store: self,
+            snapshot,
+        }
+    }
+
+    /// The leaf at `index` in `snapshot`.
+    pub fn leaf(&self, snapshot: &Snapshot, index: u64) -> Result<Bytes, StoreError> {
+        if index >= snapshot.size {
+            return Err(StoreError::OutOfRange {
+                index,
+                size: snapshot.size,
+            });
+        }
+        let n = index / TILE_WIDTH as u64;
+        let pos = (index % TILE_WIDTH as u64) as usize;
+        let bundle = self.bundle(snapshot, n)?;
+        bundle.get(pos).cloned().ok_or(StoreError::OutOfRange {
+            index,
+            size: snapshot.size,
+        })
+    }
+
+    /// The leaves of entry bundle `n` as far as `snapshot` has them.
+    pub fn bundle(&self, snapshot: &Snapshot, n: u64) -> Result<Arc<Vec<Bytes>>, StoreError> {
+        let edge_n = snapshot.size / TILE_WIDTH as u64;
+        if n == edge_n {
+            return Ok(snapshot.bundle.clone());
+        }
+        if n > edge_n {
+            return Err(StoreError::OutOfRange {
+                index: n.saturating_mul(TILE_WIDTH as u64),
+                size: snapshot.size,
+            });
+        }
+        if let Some(b) = self
+            .bundles
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(&n).cloned())
+        {
+            return Ok(b);
+        }
+        let path = tile_path(&self.dir, TileKind::Entries, n, TILE_WIDTH);
+        let leaves = read_bundle(&path, TILE_WIDTH)?;
+        let view = self.view(snapshot);
+        for (i, leaf) in leaves.iter().enumerate() {
+            let expected = view.subtree(0, n * TILE_WIDTH as u64 + i as u64)?;
+            if leaf_hash(leaf) != expected {
+                return Err(StoreError::Corrupt {
+                    path,
+                    what: format!("entry {i} does not match its leaf hash"),
+                });
+            }
+        }
+        let leaves = Arc::new(leaves);
+        if let Ok(mut cache) = self.bundles.lock() {
+            cache.put(n, leaves.clone());
+        }
+        Ok(leaves)
+    }
+
+    /// A full hash tile, from the cache or from disk (checked against its parent hash).
+    fn full_tile(
+        &self,
+        snapshot: &Snapshot,
+        level: u8,
+        n: u64,
+    ) -> Result<Arc<TileTree>, StoreError> {
+        if let Some(t) = self
+            .tiles
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(&(level, n)).cloned())
+        {
+            return Ok(t);
+        }
+        let path = tile_path(&self.dir, TileKind::Hashes(level), n, TILE_WIDTH);
+        let tile = TileTree::from_hashes(&read_hashes(&path, TILE_WIDTH)?);
+        let parent = self.view(snapshot).subtree(8 * (level + 1), n)?;
+        if tile.root() != Some(parent) {
+            return Err(StoreError::Corrupt {
+                path,
+                what: "the tile does not hash to its parent".into(),
+            });
+        }
+        let tile = Arc::new(tile);
+        self.cache_tile(level, n, tile.clone());
+        Ok(tile)
+    }
+
+    fn cache_tile(&self, level: u8, n: u64, tile: Arc<TileTree>) {
+        if let Ok(mut cache) = self.tiles.lock() {
+            cache.put((level, n), tile);
+        }
+    }
+
+    /// An inclusion proof for `index` in the tree of `size` (at most the snapshot's size).
+    pub fn prove_inclusion(
+        &self,
+        snapshot: &Snapshot,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<Hash>, StoreError> {
+        if size > snapshot.size || index >= size {
+            return Err(StoreError::OutOfRange {
+                index,
+                size: size.min(snapshot.size),
+            });
+        }
+        merkle::prove_inclusion(&self.view(snapshot), index, size).map_err(prove_to_store)
+    }
+
+    /// A consistency proof from `size1` to `size2` (at most the snapshot's size).
+    pub fn prove_consistency(
+        &self,
+        snapshot: &Snapshot,
+        size1: u64,
+        size2: u64,
+    ) -> Result<Vec<Hash>, StoreError> {
+        if size2 > snapshot.size || size1 > size2 {
+            return Err(StoreError::OutOfRange {
+                index: size2,
+                size: snapshot.size,
+            });
+        }
+        merkle::prove_consistency(&self.view(snapshot), size1, size2).map_err(prove_to_store)
+    }
+
+    /// The root of the tree of `size` (at most the snapshot's size).
+    pub fn root_at(&self, snapshot: &Snapshot, size: u64) -> Result<Hash, StoreError> {
+        if size > snapshot.size {
+            return Err(StoreError::OutOfRange {
+                index: size,
+                size: snapshot.size,
+            });
+        }
+        merkle::root(&self.view(snapshot), size).map_err(prove_to_store)
+    }
+}
+
+fn prove_to_store(e: ProveError<StoreError>) -> StoreError {
+    match e {
+        ProveError::Source(s) => s,
+        other => StoreError::BadRange(other.to_string()),
+    }
+}
+
+/// The tree of one snapshot, as complete-subtree hashes read from tiles.
+pub struct TreeView<'a> {
+    store: &'a TileStore,
+    snapshot: &'a Snapshot,
+}
+
+impl SubtreeSource for TreeView<'_> {
+    type Error = StoreError;
+
+    fn subtree(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
+        let out_of_range = || StoreError::OutOfRange {
+            index,
+            size: self.snapshot.size,
+        };
+        // The subtree must be complete within the snapshot: its last leaf is below the size.
+        let end = (u128::from(index) + 1) << level.min(64);
+        if end > u128::from(self.snapshot.size) {
+            return Err(out_of_range());
+        }
+        let tile_level = level / 8;
+        let height = level % 8;
+        let n = index >> (8 - height);
+        let pos = index & ((1u64 << (8 - height)) - 1);
+        let edge_n = hashes_at(self.snapshot.size, usize::from(tile_level)) / TILE_WIDTH as u64;
+        let tile = if n == edge_n {
+            self.snapshot
+                .edge
+                .get(usize::from(tile_level))
+                .cloned()
+                .ok_or_else(out_of_range)?
+        } else {
+            self.store.full_tile(self.snapshot, tile_level, n)?
+        };
+        tile.get(height, pos).ok_or_else(out_of_range)
+    }
+}
+
+impl TileWriter {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn store(&self) -> &Arc<TileStore> {
+        &self.store
+    }
+
+    /// Appends `leaves` and makes every tile they touch durable. Returns the new root.
+    /// Readers do not see the leaves until [`TileWriter::commit`].
+    pub fn append(&mut self, leaves: &[Bytes]) -> Result<Hash, StoreError> {
+        let dir = self.store.dir.clone();
+        let mut pending = PendingWrites::default();
+        for leaf in leaves {
+            if leaf.len() > usize::from(u16::MAX) {
+                return Err(StoreError::LeafTooLarge { len: leaf.len() });
+            }
+            let index = self.size;
+            Arc::make_mut(&mut self.bundle).push(leaf.clone());
+            if self.bundle.len() == TILE_WIDTH {
+                pending.files.push((
+                    tile_path(
+                        &dir,
+                        TileKind::Entries,
+                        index / TILE_WIDTH as u64,
+                        TILE_WIDTH,
+                    ),
+                    encode_bundle(&self.bundle),
+                ));
+                self.bundle = Arc::new(Vec::with_capacity(TILE_WIDTH));
+            }
+            self.push_hash(0, leaf_hash(leaf), &mut pending);
+            self.size += 1;
+        }
+        // The partial tiles of the new edge.
+        if !self.bundle.is_empty() && self.size != self.published_size {
+            pending.files.push((
+                tile_path(
+                    &dir,
+                    TileKind::Entries,
+                    self.size / TILE_WIDTH as u64,
+                    self.bundle.len(),
+                ),
+                encode_bundle(&self.bundle),
+            ));
+        }
+        for (level, tile) in self.edge.iter().enumerate() {
+            let count = hashes_at(self.size, level);
+            let changed = self.published_widths.get(level) != Some(&tile.width())
+                || hashes_at(self.published_size, level) != count;
+            if tile.width() > 0 && changed {
+                pending.files.push((
+                    tile_path(
+                        &dir,
+                        TileKind::Hashes(level as u8),
+                        count / TILE_WIDTH as u64,
+                        tile.width(),
+                    ),
+                    tile.encode(),
+                ));
+            }
+        }
+        pending.write_durably(&dir)?;
+        let snapshot = Snapshot {
+            size: self.size,
+            root: merkle::empty_root(),
+            checkpoint: String::new(),
+            edge: self.edge.clone(),
+            bundle: self.bundle.clone(),
+        };
+        merkle::root(&self.store.view(&snapshot), self.size).map_err(prove_to_store)
+    }
+
+    fn push_hash(&mut self, level: usize, hash: Hash, pending: &mut PendingWrites) {
+        if self.edge.len() <= level {
+            self.edge.push(Arc::new(TileTree::new()));
+        }
+        let index_at_level = hashes_at(self.size, level) / TILE_WIDTH as u64;
+        let Some(slot) = self.edge.get_mut(level) else {
+            return;
+        };
+        if let Some(root) = Arc::make_mut(slot).push(hash) {
+            let full = std::mem::replace(slot, Arc::new(TileTree::new()));
+            let path = tile_path(
+                &self.store.dir,
+                TileKind::Hashes(level as u8),
+                index_at_level,
+                TILE_WIDTH,
+            );
+            pending.files.push((path, full.encode()));
+            // Hot: proofs for recent entries read it next.
+            self.store.cache_tile(level as u8, index_at_level, full);
+            self.push_hash(level + 1, root, pending);
+        }
+    }
+
+    /// Makes `checkpoint` (the signed note for the current size and `root`) durable, then
+    /// publishes the new tree to readers and deletes the partial tiles it supersedes.
+    pub fn commit(&mut self, checkpoint: String, root: Hash) -> Result<Arc<Snapshot>, StoreError> {
+        let dir = self.store.dir.clone();
+        let tmp = dir.join("checkpoint.tmp");
+        write_file_durably(&tmp, checkpoint.as_bytes())?;
+        let target = dir.join(CHECKPOINT_FILE);
+        fs::rename(&tmp, &target).map_err(io_err(&target))?;
+        sync_dir(&dir)?;
+
+        let snapshot = Arc::new(Snapshot {
+            size: self.size,
+            root,
+            checkpoint,
+            edge: self.edge.clone(),
+            bundle: self.bundle.clone(),
+        });
+        self.store.published.store(snapshot.clone());
+        self.delete_superseded_partials();
+        self.published_widths = self.edge.iter().map(|t| t.width()).collect();
+        self.published_bundle_width = self.bundle.len();
+        self.published_size = self.size;
+        Ok(snapshot)
+    }
+
+    /// Partial tiles that a wider partial or a full tile now replaces. Only tidiness: a
+    /// failure here leaves extra files that the next open removes or ignores.
+    fn delete_superseded_partials(&self) {
+        let dir = &self.store.dir;
+        let mut kinds: Vec<(TileKind, u64, u64, usize)> = vec![(
+            TileKind::Entries,
+            self.published_size,
+            self.size,
+            self.published_bundle_width,
+        )];
+        for level in 0..self.published_widths.len() {
+            kinds.push((
+                TileKind::Hashes(level as u8),
+                hashes_at(self.published_size, level),
+                hashes_at(self.size, level),
+                self.published_widths.get(level).copied().unwrap_or(0),
+            ));
+        }
+        for (kind, old_count, new_count, old_width) in kinds {
+            if old_width == 0 || old_count == new_count {
+                continue;
+            }
+            let old_n = old_count / TILE_WIDTH as u64;
+            if new_count / TILE_WIDTH as u64 > old_n {
+                let _ = fs::remove_dir_all(partial_dir(dir, kind, old_n));
+            } else {
+                let _ = fs::remove_file(tile_path(dir, kind, old_n, old_width));
+            }
+        }
+    }
+}
+
+/// Files to write in one group commit.
+#[derive(Default)]
+struct PendingWrites {
+    files: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl PendingWrites {
+    /// Writes every file with fdatasync, then fsyncs each directory that gained an entry, so
+    /// the files survive a power cut and not just a process crash.
+    fn write_durably(self, root: &Path) -> Result<(), StoreError> {
+        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
+        for (path, bytes) in &self.files {
+            let Some(parent) = path.parent() else {
+                continue;
+            };
+            create_dirs(parent, root, &mut dirs)?;
+            write_file_durably(path, bytes)?;
+            dirs.insert(parent.to_owned());
+        }
+        for d in &dirs {
+            sync_dir(d)?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates `dir` and its missing ancestors below `root`, noting each parent that gained an
+/// entry so it is fsync'ed too.
+fn create_dirs(dir: &Path, root: &Path, dirs: &mut BTreeSet<PathBuf>) -> Result<(), StoreError> {
+    if dir.is_dir() || dir == root {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs(parent, root, dirs)?;
+        match fs::create_dir(dir) {
+            Ok(()) => {
+                dirs.insert(parent.to_owned());
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err(dir)(e)),
+        }
+    }
+    Ok(())
+}
+
+fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let mut file = fs::File::create(path).map_err(io_err(path))?;
+    file.write_all(bytes).map_err(io_err(path))?;
+    file.sync_data().map_err(io_err(path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn read_hashes(path: &Path, width: usize) -> Result<Vec<Hash>, StoreError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    if bytes.len() != width * 32 {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            what: format!(
+                "{} bytes where {width} hashes need {}",
+                bytes.len(),
+                width * 32
+            ),
+        });
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|c| {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(c);
+            h
+        })
+        .collect())
+}
+
+/// An entry bundle: each leaf prefixed with its length as a big-endian u16.
+fn encode_bundle(leaves: &[Bytes]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(leaves.iter().map(|l| l.len() + 2).sum());
+    for leaf in leaves {
+        // INVARIANT: append refuses leaves over 65535 bytes.
+        out.extend_from_slice(&(leaf.len() as u16).to_be_bytes());
+        out.extend_from_slice(leaf);
+    }
+    out
+}
+
+fn read_bundle(path: &Path, width: usize) -> Result<Vec<Bytes>, StoreError> {
+    let bytes = Bytes::from(fs::read(path).map_err(io_err(path))?);
+    let corrupt = |what: String| StoreError::Corrupt {
+        path: path.to_owned(),
+        what,
+    };
+    let mut leaves = Vec::with_capacity(width);
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let len_bytes = bytes
+            .get(at..at + 2)
+            .ok_or_else(|| corrupt("truncated length prefix".into()))?;
+        let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+        let leaf = bytes
+            .get(at + 2..at + 2 + len)
+            .ok_or_else(|| corrupt("truncated entry".into()))?;
+        leaves.push(bytes.slice_ref(leaf));
+        at += 2 + len;
+    }
+    if leaves.len() != width {
+        return Err(corrupt(format!(
+            "{} entries where {width} were expected",
+            leaves.len()
+        )));
+    }
+    Ok(leaves)
+}
+
+/// Removes every tile of `kind` beyond `count` entries: full tiles from index `count / 256`
+/// on and every partial tile except the one of width `count % 256`.
+fn remove_beyond(dir: &Path, kind: TileKind, count: u64) -> Result<(), StoreError> {
+    if !paths::level_exists(dir, kind) {
+        return Ok(());
+    }
+    let edge_n = count / TILE_WIDTH as u64;
+    let keep_width = (count % TILE_WIDTH as u64) as usize;
+    let mut n = edge_n;
+    loop {
+        let full = tile_path(dir, kind, n, TILE_WIDTH);
+        let partials = partial_dir(dir, kind, n);
+        let mut found = false;
+        if full.exists() {
+            found = true;
+            fs::remove_file(&full).map_err(io_err(&full))?;
+        }
+        if partials.is_dir() {
+            found = true;
+            for entry in fs::read_dir(&partials).map_err(io_err(&partials))? {
+                let entry = entry.map_err(io_err(&partials))?;
+                let keep =
+                    n == edge_n && entry.file_name().to_str() == Some(&keep_width.to_string());
+                if !keep {
+                    let p = entry.path();
+                    fs::remove_file(&p).map_err(io_err(&p))?;
+                }
+            }
+        }
+        if !found && n > edge_n {
+            return Ok(());
+        }
+        n += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+//! File names of the C2SP tlog-tiles layout: `tile/<L>/<N>[.p/<W>]`, `tile/entries/<N>[.p/<W>]`.
+
+use std::path::{Path, PathBuf};
+
+/// Which kind of tile: a hash tile at a level, or an entry bundle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TileKind {
+    Hashes(u8),
+    Entries,
+}
+
+/// The tile index as path elements: groups of three digits, all but the last prefixed with
+/// `x` (1234067 -> `x001/x234/067`).
+pub fn index_path(n: u64) -> String {
+    let digits = n.to_string();
+    let pad = (3 - digits.len() % 3) % 3;
+    let padded = format!("{}{}", "0".repeat(pad), digits);
+    let groups: Vec<&str> = padded
+        .as_bytes()
+        .chunks(3)
+        .map(|c| std::str::from_utf8(c).unwrap_or("000"))
+        .collect();
+    let last = groups.len() - 1;
+    groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            if i < last {
+                format!("x{g}")
+            } else {
+                (*g).to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn kind_dir(root: &Path, kind: TileKind) -> PathBuf {
+    match kind {
+        TileKind::Hashes(level) => root.join("tile").join(level.to_string()),
+        TileKind::Entries => root.join("tile").join("entries"),
+    }
+}
+
+/// The path of tile `n` with `width` entries (256 = full, otherwise a partial tile).
+pub fn tile_path(root: &Path, kind: TileKind, n: u64, width: usize) -> PathBuf {
+    let base = kind_dir(root, kind).join(index_path(n));
+    if width >= super::tree::TILE_WIDTH {
+        base
+    } else {
+        partial_dir(root, kind, n).join(width.to_string())
+    }
+}
+
+/// The directory holding the partial versions of tile `n`.
+pub fn partial_dir(root: &Path, kind: TileKind, n: u64) -> PathBuf {
+    let base = kind_dir(root, kind).join(index_path(n));
+    let mut name = base
+        .file_name()
+        .map(|s| s.to_os_string())
+        .unwrap_or_default();
+    name.push(".p");
+    base.with_file_name(name)
+}
+
+/// Whether any hash tile of `level` exists on disk.
+pub fn level_exists(root: &Path, kind: TileKind) -> bool {
+    kind_dir(root, kind).is_dir()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_paths_follow_tlog_tiles() {
+        assert_eq!(index_path(0), "000");
+        assert_eq!(index_path(5), "005");
+        assert_eq!(index_path(999), "999");
+        assert_eq!(index_path(1000), "x001/000");
+        assert_eq!(index_path(1234067), "x001/x234/067");
+    }
+
+    #[test]
+    fn tile_paths_follow_tlog_tiles() {
+        let root = Path::new("/log");
+        assert_eq!(
+            tile_path(root, TileKind::Hashes(0), 1234067, 256),
+            Path::new("/log/tile/0/x001/x234/067")
+        );
+        assert_eq!(
+            tile_path(root, TileKind::Hashes(1), 1, 7),
+            Path::new("/log/tile/1/001.p/7")
+        );
+        assert_eq!(
+            tile_path(root, TileKind::Entries, 1000, 255),
+            Path::new("/log/tile/entries/x001/000.p/255")
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! Tile storage against the in-memory reference tree: roots, proofs, reopening, crash
+//! recovery and corruption on disk.
+
+use super::*;
+use fairtrail_client::checkpoint::Checkpoint;
+use fairtrail_client::merkle::{verify_consistency, verify_inclusion, MemoryTree};
+use fairtrail_client::note::NoteSigner;
+
+fn signer() -> NoteSigner {
+    NoteSigner::new(
+        "test.example/log",
+        ed25519_dalek::SigningKey::from_bytes(&[7u8; 32]),
+    )
+    .unwrap()
+}
+
+fn leaf(i: u64) -> Bytes {
+    Bytes::from(format!("leaf {i}").into_bytes())
+}
+
+fn commit(writer: &mut TileWriter, signer: &NoteSigner, leaves: &[Bytes]) -> Hash {
+    let root = writer.append(leaves).unwrap();
+    let note = Checkpoint {
+        origin: signer.name().into(),
+        size: writer.size(),
+        root,
+        extensions: vec![],
+    }
+    .sign(signer)
+    .unwrap();
+    writer.commit(note, root).unwrap();
+    root
+}
+
+fn open(dir: &Path) -> (Arc<TileStore>, TileWriter, Option<SignedCheckpoint>) {
+    TileStore::open(dir, &signer().verifier(), 64).unwrap()
+}
+
+/// Appends `total` leaves in batches of varied sizes, checking against the reference tree.
+fn fill(writer: &mut TileWriter, reference: &mut MemoryTree, total: u64) {
+    let signer = signer();
+    let sizes = [1u64, 2, 3, 255, 1, 256, 257, 1000, 7, 4096, 513];
+    let mut k = 0;
+    while reference.len() < total {
+        let n = sizes[k % sizes.len()].min(total - reference.len());
+        k += 1;
+        let start = reference.len();
+        let batch: Vec<Bytes> = (start..start + n).map(leaf).collect();
+        for l in &batch {
+            reference.push_leaf_hash(leaf_hash(l));
+        }
+        let root = commit(writer, &signer, &batch);
+        assert_eq!(root, reference.root(), "root at size {}", reference.len());
+    }
+}
+
+#[test]
+fn roots_and_proofs_match_the_reference_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut writer, checkpoint) = open(dir.path());
+    assert!(checkpoint.is_none());
+    let mut reference = MemoryTree::new();
+    fill(&mut writer, &mut reference, 70_000);
+    let snapshot = store.snapshot();
+    assert_eq!(snapshot.size, 70_000);
+    for &index in &[0u64, 1, 255, 256, 65_535, 65_536, 69_999] {
+        for &size in &[index + 1, 65_536.max(index + 1), 70_000] {
+            let proof = store.prove_inclusion(&snapshot, index, size).unwrap();
+            assert_eq!(proof, reference.prove_inclusion(index, size).unwrap());
+            verify_inclusion(
+                &leaf_hash(&leaf(index)),
+                index,
+                size,
+                &proof,
+                &reference.root_at(size).unwrap(),
+            )
+            .unwrap();
+        }
+        assert_eq!(store.leaf(&snapshot, index).unwrap(), leaf(index));
+    }
+    for &(a, b) in &[
+        (1u64, 70_000u64),
+        (256, 65_536),
+        (65_535, 65_537),
+        (300, 70_000),
+    ] {
+        let proof = store.prove_consistency(&snapshot, a, b).unwrap();
+        assert_eq!(proof, reference.prove_consistency(a, b).unwrap());
+        verify_consistency(
+            a,
+            b,
+            &proof,
+            &reference.root_at(a).unwrap(),
+            &reference.root_at(b).unwrap(),
+        )
+        .unwrap();
+    }
+    assert!(matches!(
+        store.leaf(&snapshot, 70_000),
+        Err(StoreError::OutOfRange { .. })
+    ));
+}
+
+#[test]
+fn reopening_gives_the_same_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reference = MemoryTree::new();
+    {
+        let (_store, mut writer, _) = open(dir.path());
+        fill(&mut writer, &mut reference, 1_300);
+    }
+    let (store, mut writer, checkpoint) = open(dir.path());
+    assert_eq!(checkpoint.unwrap().checkpoint.size, 1_300);
+    let snapshot = store.snapshot();
+    assert_eq!(snapshot.root, reference.root());
+    assert_eq!(
+        store.prove_inclusion(&snapshot, 3, 1_300).unwrap(),
+        reference.prove_inclusion(3, 1_300).unwrap()
+    );
+    fill(&mut writer, &mut reference, 1_600);
+    assert_eq!(store.snapshot().root, reference.root());
+}
+
+#[test]
+fn a_crash_before_the_checkpoint_loses_only_unacknowledged_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reference = MemoryTree::new();
+    {
+        let (_store, mut writer, _) = open(dir.path());
+        fill(&mut writer, &mut reference, 300);
+        // Tiles written and synced, but the process dies before the checkpoint.
+        let batch: Vec<Bytes> = (300..1_000)
+            .map(|i| Bytes::from(format!("lost {i}")))
+            .collect();
+        writer.append(&batch).unwrap();
+    }
+    assert!(
+        dir.path().join("tile/entries/002").exists(),
+        "a full bundle beyond the checkpoint was written"
+    );
+    let (store, mut writer, checkpoint) = open(dir.path());
+    assert_eq!(checkpoint.unwrap().checkpoint.size, 300);
+    assert!(
+        !dir.path().join("tile/entries/002").exists(),
+        "recovery removes tiles beyond the checkpoint"
+    );
+    fill(&mut writer, &mut reference, 1_000);
+    assert_eq!(store.snapshot().root, reference.root());
+    assert_eq!(store.leaf(&store.snapshot(), 500).unwrap(), leaf(500));
+}
+
+#[test]
+fn a_corrupt_full_tile_is_reported_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reference = MemoryTree::new();
+    {
+        let (_store, mut writer, _) = open(dir.path());
+        fill(&mut writer, &mut reference, 600);
+    }
+    let path = dir.path().join("tile/0/000");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[40] ^= 1;
+    fs::write(&path, bytes).unwrap();
+    let (store, _writer, _) = open(dir.path());
+    let snapshot = store.snapshot();
+    assert!(matches!(
+        store.prove_inclusion(&snapshot, 5, 600),
+        Err(StoreError::Corrupt { .. })
+    ));
+    // Entries of that tile can no longer be matched to their hashes either.
+    assert!(matches!(
+        store.leaf(&snapshot, 5),
+        Err(StoreError::Corrupt { .. })
+    ));
+}
+
+#[test]
+fn a_corrupt_edge_tile_stops_the_node_from_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reference = MemoryTree::new();
+    {
+        let (_store, mut writer, _) = open(dir.path());
+        fill(&mut writer, &mut reference, 600);
+    }
+    // 600 = 2 full tiles + a partial of 88.
+    let path = dir.path().join("tile/0/002.p/88");
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[0] ^= 1;
+    fs::write(&path, bytes).unwrap();
+    let err = TileStore::open(dir.path(), &signer().verifier(), 64)
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn a_checkpoint_by_another_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_store, mut writer, _) = open(dir.path());
+        commit(&mut writer, &signer(), &[leaf(0)]);
+    }
+    let other = NoteSigner::new(
+        "test.example/log",
+        ed25519_dalek::SigningKey::from_bytes(&[8u8; 32]),
+    )
+    .unwrap();
+    assert!(matches!(
+        TileStore::open(dir.path(), &other.verifier(), 64),
+        Err(StoreError::Checkpoint(_))
+    ));
+}
