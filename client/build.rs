@@ -6,7 +6,11 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
-    let files = ["fairtrail/v1/statement.proto", "fairtrail/v1/ledger.proto"];
+    let files = [
+        "fairtrail/v1/statement.proto",
+        "fairtrail/v1/ledger.proto",
+        "fairtrail/v1/provenance.proto",
+    ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
     }

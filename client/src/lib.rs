@@ -37,5 +37,6 @@ pub mod statement;
 pub mod proto {
     tonic::include_proto!("fairtrail.v1");
     /// The encoded descriptors of the proto files, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("fairtrail_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("fairtrail_descriptor");
 }
