@@ -5,6 +5,8 @@
 //! - [`keys`]: the text form of public keys; PKCS#8 PEM key files (0600).
 //! - [`envelope`]: DSSE envelopes: PAE, signing, single and batch verification, statement ids.
 //! - [`statement`]: decoding and encoding statements.
+//! - [`rules`]: what each statement must satisfy to enter the log, and the state it leaves.
+//! - [`units`], [`gs1`]: quantities and money; GTINs and GS1 Digital Link.
 //! - [`entry`]: the log's leaves (`LogEntry`).
 //! - [`merkle`]: RFC 9162 hashing, proofs and their verification.
 //! - [`note`], [`checkpoint`]: C2SP signed notes and tlog checkpoints.
@@ -25,12 +27,15 @@
 pub mod checkpoint;
 pub mod entry;
 pub mod envelope;
+pub mod gs1;
 pub mod keys;
 pub mod merkle;
 pub mod note;
 pub mod receipt;
 pub mod rpc;
+pub mod rules;
 pub mod statement;
+pub mod units;
 
 /// The wire types generated from `proto/fairtrail/v1/*.proto`.
 #[allow(clippy::all, missing_docs)]

@@ -1,5 +1,7 @@
-//! What is derived from the log, kept in sled: statement id -> index, leaf hash -> index,
-//! and how far the log has been applied. SPEC.md section "Storage".
+//! What is derived from the log, kept in sled: the ledger state of the rules (participants,
+//! keys, lots and balances, certifications, products, and the indexes by participant, lot,
+//! product, certification subject, revocation, receipt and dispute), leaf hash -> index, and
+//! how far the log has been applied. SPEC.md sections "Storage" and "Ledger state".
 //!
 //! # Contract
 //! - Never ahead of the log: the sequencer applies a batch only after the log made it durable,
@@ -10,11 +12,14 @@
 
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use fairtrail_client::envelope::StatementId;
 use fairtrail_client::merkle::Hash;
+use fairtrail_client::rules::{records::prefix, StateError, StateRead};
 
 const APPLIED_KEY: &[u8] = b"m/applied";
-const ID_PREFIX: u8 = b'i';
+const ID_PREFIX: u8 = prefix::STATEMENT;
 const LEAF_PREFIX: u8 = b'h';
 
 #[derive(Debug, thiserror::Error)]
@@ -30,13 +35,6 @@ pub enum IndexError {
 pub struct Index {
     db: sled::Db,
     tree: sled::Tree,
-}
-
-/// One new log entry, as the index needs it.
-pub struct IndexedEntry {
-    pub index: u64,
-    pub statement_id: StatementId,
-    pub leaf_hash: Hash,
 }
 
 fn key(prefix: u8, bytes: &[u8]) -> Vec<u8> {
@@ -85,17 +83,47 @@ impl Index {
             .transpose()
     }
 
-    /// Records `entries` and moves the applied mark to `applied`, atomically.
-    pub fn apply(&self, entries: &[IndexedEntry], applied: u64) -> Result<(), IndexError> {
+    /// Records the rules' `writes` and the `leaves` (leaf hash, index) of new entries, and
+    /// moves the applied mark to `applied`, all in one atomic batch.
+    pub fn apply(
+        &self,
+        writes: BTreeMap<Vec<u8>, Vec<u8>>,
+        leaves: &[(Hash, u64)],
+        applied: u64,
+    ) -> Result<(), IndexError> {
         let mut batch = sled::Batch::default();
-        for e in entries {
-            let index = e.index.to_be_bytes();
-            batch.insert(key(ID_PREFIX, e.statement_id.as_bytes()), &index);
-            batch.insert(key(LEAF_PREFIX, &e.leaf_hash), &index);
+        for (k, v) in writes {
+            batch.insert(k, v);
+        }
+        for (hash, index) in leaves {
+            batch.insert(key(LEAF_PREFIX, hash), &index.to_be_bytes());
         }
         batch.insert(APPLIED_KEY, &applied.to_be_bytes());
         self.tree.apply_batch(batch)?;
         Ok(())
+    }
+
+    /// Every key under `prefix` with its value, in key order (log order for the list
+    /// indexes, whose keys end with the entry index).
+    pub fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, IndexError> {
+        self.tree
+            .scan_prefix(prefix)
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(IndexError::from)
+            })
+            .collect()
+    }
+
+    /// The entry indexes listed under `prefix` (keys ending with an 8-byte big-endian index).
+    pub fn list(&self, prefix: &[u8]) -> Result<Vec<u64>, IndexError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(prefix).keys() {
+            let k = item?;
+            let tail = k.get(k.len().saturating_sub(8)..).unwrap_or(&[]);
+            out.push(decode_u64(tail, "list index")?);
+        }
+        Ok(out)
     }
 
     /// Forgets everything: used when the index is found ahead of the log.
@@ -108,5 +136,14 @@ impl Index {
     pub fn flush(&self) -> Result<(), IndexError> {
         self.db.flush()?;
         Ok(())
+    }
+}
+
+impl StateRead for Index {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.tree
+            .get(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| StateError(e.to_string()))
     }
 }

@@ -68,6 +68,10 @@ pub fn status(e: LedgerError) -> Status {
         LedgerError::Submit(
             e @ (SubmitError::Envelope(_) | SubmitError::Statement(_) | SubmitError::Leaf(_)),
         ) => Status::invalid_argument(e.to_string()),
+        LedgerError::Submit(SubmitError::Rejected(e)) if e.is_invalid_argument() => {
+            Status::invalid_argument(e.to_string())
+        }
+        LedgerError::Submit(SubmitError::Rejected(e)) => Status::failed_precondition(e.to_string()),
         LedgerError::Submit(SubmitError::Unavailable(m)) => Status::unavailable(m),
         LedgerError::Submit(SubmitError::Internal(m)) => internal(&m),
         LedgerError::Store(StoreError::OutOfRange { index, size }) => {

@@ -11,7 +11,6 @@
 //! A storage failure is fatal to the sequencer: it answers UNAVAILABLE from then on and
 //! reports the failure so the node stops; nothing unsure is ever acknowledged.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::thread::JoinHandle;
@@ -25,10 +24,11 @@ use fairtrail_client::envelope::{
 use fairtrail_client::merkle::{leaf_hash, Hash};
 use fairtrail_client::note::NoteSigner;
 use fairtrail_client::proto;
+use fairtrail_client::rules::{self, statement_index, Overlay, Position, RuleError};
 use fairtrail_client::statement::{now_ms, Statement, StatementError};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::index::{Index, IndexError, IndexedEntry};
+use crate::index::{Index, IndexError};
 use crate::tiles::{Snapshot, StoreError, TileStore, TileWriter};
 
 /// The most submissions verified or committed together.
@@ -45,6 +45,9 @@ pub enum SubmitError {
     Statement(#[from] StatementError),
     #[error(transparent)]
     Leaf(#[from] LeafError),
+    /// The ledger rules refuse the statement.
+    #[error(transparent)]
+    Rejected(RuleError),
     /// The sequencer stopped (shutting down, or after a storage failure).
     #[error("the sequencer is not running: {0}")]
     Unavailable(String),
@@ -69,6 +72,7 @@ struct Submission {
 
 struct Verified {
     envelope: VerifiedEnvelope,
+    statement: Statement,
     reply: Reply,
 }
 
@@ -160,9 +164,9 @@ fn verify_loop(mut rx: mpsc::Receiver<Submission>, out: std_mpsc::SyncSender<Vec
         let mut replies = Vec::with_capacity(batch.len());
         for s in batch {
             match decode(s.envelope) {
-                Ok(e) => {
+                Ok((e, statement)) => {
                     envelopes.push(e);
-                    replies.push(s.reply);
+                    replies.push((s.reply, statement));
                 }
                 Err(e) => {
                     let _ = s.reply.send(Err(e));
@@ -170,9 +174,13 @@ fn verify_loop(mut rx: mpsc::Receiver<Submission>, out: std_mpsc::SyncSender<Vec
             }
         }
         let mut verified = Vec::with_capacity(envelopes.len());
-        for (result, reply) in verify_batch(envelopes).into_iter().zip(replies) {
+        for (result, (reply, statement)) in verify_batch(envelopes).into_iter().zip(replies) {
             match result {
-                Ok(envelope) => verified.push(Verified { envelope, reply }),
+                Ok(envelope) => verified.push(Verified {
+                    envelope,
+                    statement,
+                    reply,
+                }),
                 Err(e) => {
                     let _ = reply.send(Err(e.into()));
                 }
@@ -185,10 +193,10 @@ fn verify_loop(mut rx: mpsc::Receiver<Submission>, out: std_mpsc::SyncSender<Vec
 }
 
 /// Decodes an envelope and its statement: everything checkable without the log's state.
-fn decode(wire: proto::Envelope) -> Result<Envelope, SubmitError> {
+fn decode(wire: proto::Envelope) -> Result<(Envelope, Statement), SubmitError> {
     let envelope = Envelope::try_from(wire)?;
-    Statement::decode(&envelope)?;
-    Ok(envelope)
+    let statement = Statement::decode(&envelope)?;
+    Ok((envelope, statement))
 }
 
 struct Committer {
@@ -208,6 +216,8 @@ enum FatalError {
     Index(#[from] IndexError),
     #[error("signing the checkpoint: {0}")]
     Sign(String),
+    #[error("reading the ledger state: {0}")]
+    State(String),
 }
 
 impl Committer {
@@ -241,24 +251,25 @@ impl Committer {
     fn commit(&mut self, batch: Vec<Verified>) -> Result<(), FatalError> {
         let mut replies: Vec<(Reply, Target, StatementId)> = Vec::with_capacity(batch.len());
         let mut leaves: Vec<Bytes> = Vec::new();
-        let mut new_entries: Vec<IndexedEntry> = Vec::new();
-        let mut in_batch: HashMap<StatementId, u64> = HashMap::new();
+        let mut leaf_hashes: Vec<(Hash, u64)> = Vec::new();
         let integrated_at = now_ms().max(self.last_integrated_ms);
         let base = self.writer.size();
+        let index = self.index.clone();
+        // Every statement of the batch sees the effects of those before it.
+        let mut state = Overlay::new(&index);
 
-        // 1. Deduplicate against the log and within the batch; encode new leaves.
+        // 1. Deduplicate against the log and within the batch, check the ledger rules, and
+        //    encode the new leaves.
         for v in batch {
             let id = v.envelope.id();
-            let existing = match in_batch.get(&id) {
-                Some(&index) => Some(Target::New(index)),
-                None => match self.index.index_of_statement(&id) {
-                    Ok(Some(index)) => Some(Target::Existing(index)),
-                    Ok(None) => None,
-                    Err(e) => {
-                        let _ = v.reply.send(Err(SubmitError::Internal(e.to_string())));
-                        return Err(e.into());
-                    }
-                },
+            let existing = match statement_index(&state, &id) {
+                Ok(Some(i)) if i >= base => Some(Target::New(i)),
+                Ok(Some(i)) => Some(Target::Existing(i)),
+                Ok(None) => None,
+                Err(e) => {
+                    let _ = v.reply.send(Err(SubmitError::Internal(e.to_string())));
+                    return Err(FatalError::State(e.to_string()));
+                }
             };
             if let Some(target) = existing {
                 replies.push((v.reply, target, id));
@@ -271,16 +282,26 @@ impl Committer {
                     continue;
                 }
             };
-            let index = base + leaves.len() as u64;
-            new_entries.push(IndexedEntry {
-                index,
-                statement_id: id,
-                leaf_hash: leaf_hash(&leaf),
-            });
-            in_batch.insert(id, index);
+            let at = Position {
+                index: base + leaves.len() as u64,
+                integrated_at_ms: integrated_at,
+            };
+            match rules::apply(&mut state, &v.envelope, &v.statement, at) {
+                Ok(()) => {}
+                Err(RuleError::State(e)) => {
+                    let _ = v.reply.send(Err(SubmitError::Internal(e.to_string())));
+                    return Err(FatalError::State(e.to_string()));
+                }
+                Err(e) => {
+                    let _ = v.reply.send(Err(SubmitError::Rejected(e)));
+                    continue;
+                }
+            }
+            leaf_hashes.push((leaf_hash(&leaf), at.index));
             leaves.push(leaf);
-            replies.push((v.reply, Target::New(index), id));
+            replies.push((v.reply, Target::New(at.index), id));
         }
+        let writes = state.into_writes();
 
         // 2. Make the batch and its checkpoint durable, then publish.
         let snapshot = match self.append_and_commit(&leaves) {
@@ -294,8 +315,8 @@ impl Committer {
         };
         if !leaves.is_empty() {
             self.last_integrated_ms = integrated_at;
-            // 3. The index follows the log, never leads it.
-            self.index.apply(&new_entries, snapshot.size)?;
+            // 3. The state follows the log, never leads it.
+            self.index.apply(writes, &leaf_hashes, snapshot.size)?;
         }
 
         // 4. Answer, now that everything is durable.

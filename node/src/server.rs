@@ -8,15 +8,18 @@ use std::sync::Arc;
 
 use fairtrail_client::checkpoint::Checkpoint;
 use fairtrail_client::entry::Leaf;
+use fairtrail_client::envelope::Envelope;
 use fairtrail_client::keys::{generate_signing_key, read_signing_key, write_signing_key};
 use fairtrail_client::merkle;
 use fairtrail_client::note::NoteSigner;
 use fairtrail_client::proto;
+use fairtrail_client::rules::{self, Overlay, Position, RuleError};
+use fairtrail_client::statement::Statement;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{check_origin, Config, DEFAULT_ORIGIN};
-use crate::index::{Index, IndexedEntry};
+use crate::index::Index;
 use crate::ledger::Ledger;
 use crate::sequencer::{Sequencer, SequencerHandle};
 use crate::tiles::{TileStore, TileWriter};
@@ -155,7 +158,8 @@ impl Node {
     }
 }
 
-/// Brings the index level with the log: replays entries it has not applied.
+/// Brings the state level with the log: replays, through the ledger rules, the entries it
+/// has not applied (after a crash, sled may lag the log; it never leads it).
 fn reconcile(store: &TileStore, index: &Index) -> anyhow::Result<()> {
     let snapshot = store.snapshot();
     let mut applied = index.applied()?;
@@ -178,24 +182,52 @@ fn reconcile(store: &TileStore, index: &Index) -> anyhow::Result<()> {
     while applied < snapshot.size {
         let n = applied / 256;
         let bundle = store.bundle(&snapshot, n)?;
-        let mut entries = Vec::new();
-        for i in applied..((n + 1) * 256).min(snapshot.size) {
+        let end = ((n + 1) * 256).min(snapshot.size);
+        let mut state = Overlay::new(index);
+        let mut leaves = Vec::new();
+        for i in applied..end {
             let leaf = bundle
                 .get((i - n * 256) as usize)
                 .ok_or_else(|| anyhow::anyhow!("entry {i} missing from its bundle"))?;
             let decoded =
                 Leaf::decode(leaf.to_vec()).map_err(|e| anyhow::anyhow!("entry {i}: {e}"))?;
-            entries.push(IndexedEntry {
-                index: i,
-                statement_id: decoded.statement_id,
-                leaf_hash: decoded.hash,
-            });
+            leaves.push((decoded.hash, i));
+            replay(&mut state, &decoded, i)?;
         }
-        applied += entries.len() as u64;
-        index.apply(&entries, applied)?;
+        index.apply(state.into_writes(), &leaves, end)?;
+        applied = end;
     }
     index.flush()?;
     Ok(())
+}
+
+/// Re-applies one logged entry. Signatures were verified when it was sequenced; an entry the
+/// rules now refuse is reported (the auditor explains it) and leaves no state.
+fn replay(state: &mut Overlay<'_>, leaf: &Leaf, index: u64) -> anyhow::Result<()> {
+    let at = Position {
+        index,
+        integrated_at_ms: leaf.integrated_at_ms,
+    };
+    let envelope = Envelope::try_from(leaf.envelope.clone());
+    let result = envelope
+        .map_err(|e| e.to_string())
+        .and_then(|e| {
+            Statement::decode(&e)
+                .map(|s| (e, s))
+                .map_err(|e| e.to_string())
+        })
+        .and_then(|(e, s)| match rules::apply(state, &e, &s, at) {
+            Err(RuleError::State(err)) => Ok(Err(anyhow::anyhow!("entry {index}: {err}"))),
+            Err(err) => Err(err.to_string()),
+            Ok(()) => Ok(Ok(())),
+        });
+    match result {
+        Ok(inner) => inner,
+        Err(reason) => {
+            tracing::error!(index, %reason, "a logged entry fails the ledger rules on replay");
+            Ok(())
+        }
+    }
 }
 
 /// Serves the node on `listener` until `shutdown` completes or the sequencer fails, then
