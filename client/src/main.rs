@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::ledger;
+use cli::{demo, ledger, statements, verify};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -62,6 +62,33 @@ pub enum Command {
     Prove(ledger::ProveArgs),
     /// Verify a receipt offline, with the log's verifier key only.
     VerifyReceipt(ledger::VerifyReceiptArgs),
+    /// Certify a participant for a scheme (as a certifier, or with --pgs as peers of a
+    /// Participatory Guarantee System).
+    Certify(statements::CertifyArgs),
+    /// Revoke, suspend or reinstate a certification you issued.
+    Revoke(statements::RevokeArgs),
+    /// Move your identity to a new key (or recover it with your guardians' signatures).
+    RotateKey(statements::RotateKeyArgs),
+    /// Record a harvest: creates an origin lot that you hold.
+    Harvest(statements::HarvestArgs),
+    /// Ship quantities of your lots to another participant.
+    Ship(statements::ShipArgs),
+    /// Confirm (or dispute) a shipment you received.
+    Receive(statements::ReceiveArgs),
+    /// Transform your lots into new lots (for example green coffee into roasted coffee).
+    Transform(statements::TransformArgs),
+    /// Bind a product (GTIN + batch, optionally serial) to the lots it contains.
+    Label(statements::LabelArgs),
+    /// Contest a logged statement, with a reason.
+    Dispute(statements::DisputeArgs),
+    /// Add your signature to an envelope someone else prepared (a PGS peer, a guardian).
+    Cosign(statements::CosignArgs),
+    /// Verify the whole chain behind a product against your trust policy.
+    Verify(verify::VerifyArgs),
+    /// Fetch a product's provenance bundle and save it, for offline verification.
+    Bundle(verify::BundleArgs),
+    /// Write a realistic coffee chain to a node (starting one if needed) and verify it.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -95,5 +122,18 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Get(a) => ledger::get(g, a).await,
         Command::Prove(a) => ledger::prove(g, a).await,
         Command::VerifyReceipt(a) => ledger::verify_receipt(g, a),
+        Command::Certify(a) => statements::certify(g, a).await,
+        Command::Revoke(a) => statements::revoke(g, a).await,
+        Command::RotateKey(a) => statements::rotate_key(g, a).await,
+        Command::Harvest(a) => statements::harvest(g, a).await,
+        Command::Ship(a) => statements::ship(g, a).await,
+        Command::Receive(a) => statements::receive(g, a).await,
+        Command::Transform(a) => statements::transform(g, a).await,
+        Command::Label(a) => statements::label(g, a).await,
+        Command::Dispute(a) => statements::dispute(g, a).await,
+        Command::Cosign(a) => statements::cosign(g, a),
+        Command::Verify(a) => verify::verify(g, a).await,
+        Command::Bundle(a) => verify::bundle(g, a).await,
+        Command::Demo(a) => demo::demo(g, a).await,
     }
 }

@@ -1,8 +1,11 @@
 //! The CLI's commands and what they share: keys, the node connection, the pinned log key,
 //! signing a statement and either submitting it or writing it for later.
 
+pub mod demo;
 pub mod ledger;
 pub mod state;
+pub mod statements;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 
