@@ -103,18 +103,6 @@ impl Index {
         Ok(())
     }
 
-    /// Every key under `prefix` with its value, in key order (log order for the list
-    /// indexes, whose keys end with the entry index).
-    pub fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, IndexError> {
-        self.tree
-            .scan_prefix(prefix)
-            .map(|r| {
-                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(IndexError::from)
-            })
-            .collect()
-    }
-
     /// The entry indexes listed under `prefix` (keys ending with an 8-byte big-endian index).
     pub fn list(&self, prefix: &[u8]) -> Result<Vec<u64>, IndexError> {
         let mut out = Vec::new();

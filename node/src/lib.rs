@@ -7,10 +7,12 @@
 //! - [`tiles`]: the log on disk as C2SP tlog-tiles, durable at every commit; proofs.
 //! - [`index`]: sled indexes derived from the log, replayed from it after a crash.
 //! - [`ledger`]: the gRPC `fairtrail.v1.LedgerService`.
+//! - [`provenance`]: the gRPC `fairtrail.v1.ProvenanceService`: bundles, participants, lots.
 
 pub mod config;
 pub mod index;
 pub mod ledger;
+pub mod provenance;
 pub mod sequencer;
 pub mod server;
 pub mod tiles;

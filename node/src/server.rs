@@ -21,12 +21,15 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::config::{check_origin, Config, DEFAULT_ORIGIN};
 use crate::index::Index;
 use crate::ledger::Ledger;
+use crate::provenance::{Provenance, ProvenanceRpc};
 use crate::sequencer::{Sequencer, SequencerHandle};
 use crate::tiles::{TileStore, TileWriter};
 
 const KEY_FILE: &str = "log-key.pem";
 const ORIGIN_FILE: &str = "origin";
 const LOCK_FILE: &str = "LOCK";
+/// Bundles can be larger than requests: allow answers up to this size.
+const MAX_BUNDLE_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// An open data directory, recovered and ready to serve.
 pub struct Node {
@@ -245,9 +248,17 @@ pub async fn run(
     let ledger = proto::ledger_service_server::LedgerServiceServer::new(ledger)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
+    let provenance = Arc::new(Provenance::new(store.clone(), index.clone()));
+    let provenance_rpc =
+        proto::provenance_service_server::ProvenanceServiceServer::new(ProvenanceRpc(provenance))
+            .max_decoding_message_size(config.max_message_bytes)
+            .max_encoding_message_size(MAX_BUNDLE_MESSAGE_BYTES.max(config.max_message_bytes));
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<proto::ledger_service_server::LedgerServiceServer<Ledger>>()
+        .await;
+    health_reporter
+        .set_serving::<proto::provenance_service_server::ProvenanceServiceServer<ProvenanceRpc>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
@@ -268,6 +279,7 @@ pub async fn run(
         .add_service(health)
         .add_service(reflection)
         .add_service(ledger)
+        .add_service(provenance_rpc)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
         .await?;
 

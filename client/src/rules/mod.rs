@@ -183,6 +183,14 @@ pub(crate) fn get_json<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Reads a record of the ledger state (see [`records`]).
+pub fn get_record<T: serde::de::DeserializeOwned>(
+    state: &dyn StateRead,
+    key: &[u8],
+) -> Result<Option<T>, RuleError> {
+    get_json(state, key)
+}
+
 pub(crate) fn put_json<T: serde::Serialize>(state: &mut Overlay<'_>, key: Vec<u8>, value: &T) {
     // Serialising these plain records cannot fail.
     let bytes = serde_json::to_vec(value).unwrap_or_default();

@@ -95,6 +95,8 @@ pub mod prefix {
     pub const BY_TRANSFER: u8 = b'Q';
     /// `D` + statement id + index -> empty: disputes of an entry.
     pub const BY_DISPUTED: u8 = b'D';
+    /// `Y` + identity + index -> empty: key rotations of a participant.
+    pub const KEY_HISTORY: u8 = b'Y';
 }
 
 pub fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
