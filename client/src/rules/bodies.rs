@@ -388,6 +388,10 @@ impl Rule<'_, '_> {
             key(prefix::IDENTITY, &[identity.as_bytes()]),
             &record,
         );
+        self.state.put(
+            key(prefix::KEY_HISTORY, &[identity.as_bytes(), &self.at.index.to_be_bytes()]),
+            Vec::new(),
+        );
         self.note(&identity);
         Ok(())
     }
