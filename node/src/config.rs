@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 pub const DEFAULT_DATA_DIR: &str = "./fairtrail-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_ORIGIN: &str = "fairtrail.local/log";
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_QUEUE: usize = 16 * 1024;
@@ -50,6 +51,19 @@ pub struct Settings {
     /// gRPC listen address [default: 127.0.0.1:50051]; port 0 picks a free port.
     #[arg(long, env = "FAIRTRAIL_LISTEN", global = true)]
     pub listen: Option<SocketAddr>,
+    /// HTTP listen address for the consumer pages, bundles, checkpoint, tiles and metrics
+    /// [default: 127.0.0.1:8080]; port 0 picks a free port.
+    #[arg(long, env = "FAIRTRAIL_HTTP_LISTEN", global = true)]
+    pub http_listen: Option<SocketAddr>,
+    /// The public base URL of the HTTP side, used in QR codes and links, such as
+    /// https://trace.example.org [default: http:// and the HTTP listen address].
+    #[arg(long, env = "FAIRTRAIL_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// The trust policy (TOML, as for `fairtrail verify`) under which the consumer pages
+    /// compute their verdict; re-read when the file changes. Without one, pages show what
+    /// the log proves but certify nothing.
+    #[arg(long, env = "FAIRTRAIL_POLICY", global = true)]
+    pub policy: Option<PathBuf>,
     /// The log's origin: the first line of its checkpoints and the name of its key, such as
     /// `fairtrail.example.org/log` [default for a new log: fairtrail.local/log]. Fixed when the
     /// log is created.
@@ -71,6 +85,10 @@ pub struct Settings {
 pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    /// `None`: derived from the bound HTTP address.
+    pub public_url: Option<String>,
+    pub policy: Option<PathBuf>,
     /// `None` when not given: a new log then takes [`DEFAULT_ORIGIN`], an existing one keeps
     /// its own.
     pub origin: Option<String>,
@@ -110,12 +128,24 @@ impl Settings {
                 .parse()
                 .map_err(|_| ConfigError::Invalid("bad default listen address".into()))?,
         };
+        let http_listen = match self.http_listen.or(file.http_listen) {
+            Some(a) => a,
+            None => DEFAULT_HTTP_LISTEN
+                .parse()
+                .map_err(|_| ConfigError::Invalid("bad default HTTP listen address".into()))?,
+        };
         let config = Config {
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen,
+            http_listen,
+            public_url: self
+                .public_url
+                .or(file.public_url)
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            policy: self.policy.or(file.policy),
             origin: self.origin.or(file.origin),
             max_message_bytes: self
                 .max_message_bytes

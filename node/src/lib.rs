@@ -3,15 +3,19 @@
 //! # Layout
 //! - [`config`]: flags, environment and TOML settings.
 //! - [`server`]: opening the data directory (recovery) and serving gRPC; graceful shutdown.
+//! - [`http`]: the HTTP side: GS1 Digital Link resolver, consumer pages, bundles, tiles, metrics.
 //! - [`sequencer`]: the single writer: batch signature verification, group commit, receipts.
 //! - [`tiles`]: the log on disk as C2SP tlog-tiles, durable at every commit; proofs.
 //! - [`index`]: sled indexes derived from the log, replayed from it after a crash.
 //! - [`ledger`]: the gRPC `fairtrail.v1.LedgerService`.
+//! - [`metrics`]: counters for `/metrics`.
 //! - [`provenance`]: the gRPC `fairtrail.v1.ProvenanceService`: bundles, participants, lots.
 
 pub mod config;
+pub mod http;
 pub mod index;
 pub mod ledger;
+pub mod metrics;
 pub mod provenance;
 pub mod sequencer;
 pub mod server;

@@ -32,14 +32,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
-                let listener = tokio::net::TcpListener::bind(config.listen)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-                let addr = listener.local_addr()?;
+                let bind = |addr: std::net::SocketAddr| async move {
+                    tokio::net::TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+                };
+                let grpc = bind(config.listen).await?;
+                let http = bind(config.http_listen).await?;
+                let (grpc_addr, http_addr) = (grpc.local_addr()?, http.local_addr()?);
                 tracing::info!(data_dir = %config.data_dir.display(), "fairtrail-node starting");
-                // Scripts and tests read this line to learn the port (with --listen ...:0).
-                println!("fairtrail-node listening grpc={addr}");
-                server::run(config, listener, shutdown_signal()).await
+                let listeners = server::Listeners { grpc, http };
+                // Scripts and tests read this line to learn the ports (with --listen ...:0);
+                // it comes once the node has recovered its data and is about to serve.
+                let ready =
+                    move || println!("fairtrail-node listening grpc={grpc_addr} http={http_addr}");
+                server::run(config, listeners, ready, shutdown_signal()).await
             })
         }
     }

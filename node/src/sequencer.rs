@@ -29,6 +29,7 @@ use fairtrail_client::statement::{now_ms, Statement, StatementError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::index::{Index, IndexError};
+use crate::metrics::Metrics;
 use crate::tiles::{Snapshot, StoreError, TileStore, TileWriter};
 
 /// The most submissions verified or committed together.
@@ -116,20 +117,23 @@ impl Sequencer {
         index: Index,
         signer: NoteSigner,
         queue: usize,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<(Sequencer, SequencerHandle)> {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let (verified_tx, verified_rx) = std_mpsc::sync_channel::<Vec<Verified>>(4);
         let (fatal_tx, fatal) = oneshot::channel();
         let failed = Arc::new(AtomicBool::new(false));
-        let verifier = std::thread::Builder::new()
-            .name("verifier".into())
-            .spawn(move || verify_loop(rx, verified_tx))?;
+        let verifier = std::thread::Builder::new().name("verifier".into()).spawn({
+            let metrics = metrics.clone();
+            move || verify_loop(rx, verified_tx, &metrics)
+        })?;
         let committer = Committer {
             writer,
             index,
             signer,
             failed: failed.clone(),
             last_integrated_ms: 0,
+            metrics,
         };
         let committer = std::thread::Builder::new()
             .name("committer".into())
@@ -151,7 +155,11 @@ impl Sequencer {
     }
 }
 
-fn verify_loop(mut rx: mpsc::Receiver<Submission>, out: std_mpsc::SyncSender<Vec<Verified>>) {
+fn verify_loop(
+    mut rx: mpsc::Receiver<Submission>,
+    out: std_mpsc::SyncSender<Vec<Verified>>,
+    metrics: &Metrics,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -169,6 +177,7 @@ fn verify_loop(mut rx: mpsc::Receiver<Submission>, out: std_mpsc::SyncSender<Vec
                     replies.push((s.reply, statement));
                 }
                 Err(e) => {
+                    Metrics::add(&metrics.submissions_rejected, 1);
                     let _ = s.reply.send(Err(e));
                 }
             }
@@ -182,6 +191,7 @@ fn verify_loop(mut rx: mpsc::Receiver<Submission>, out: std_mpsc::SyncSender<Vec
                     reply,
                 }),
                 Err(e) => {
+                    Metrics::add(&metrics.submissions_rejected, 1);
                     let _ = reply.send(Err(e.into()));
                 }
             }
@@ -205,6 +215,7 @@ struct Committer {
     signer: NoteSigner,
     failed: Arc<AtomicBool>,
     last_integrated_ms: u64,
+    metrics: Arc<Metrics>,
 }
 
 /// A storage failure: fatal to the sequencer.
@@ -249,6 +260,7 @@ impl Committer {
 
     /// One group commit. On error, every caller of the batch is answered UNAVAILABLE.
     fn commit(&mut self, batch: Vec<Verified>) -> Result<(), FatalError> {
+        let started = std::time::Instant::now();
         let mut replies: Vec<(Reply, Target, StatementId)> = Vec::with_capacity(batch.len());
         let mut leaves: Vec<Bytes> = Vec::new();
         let mut leaf_hashes: Vec<(Hash, u64)> = Vec::new();
@@ -293,6 +305,7 @@ impl Committer {
                     return Err(FatalError::State(e.to_string()));
                 }
                 Err(e) => {
+                    Metrics::add(&self.metrics.submissions_rejected, 1);
                     let _ = v.reply.send(Err(SubmitError::Rejected(e)));
                     continue;
                 }
@@ -317,6 +330,12 @@ impl Committer {
             self.last_integrated_ms = integrated_at;
             // 3. The state follows the log, never leads it.
             self.index.apply(writes, &leaf_hashes, snapshot.size)?;
+            Metrics::add(&self.metrics.commits, 1);
+            Metrics::add(&self.metrics.committed_entries, leaves.len() as u64);
+            Metrics::add(
+                &self.metrics.commit_micros_total,
+                started.elapsed().as_micros() as u64,
+            );
         }
 
         // 4. Answer, now that everything is durable.
@@ -326,6 +345,12 @@ impl Committer {
                 Target::New(i) => (i, false),
                 Target::Existing(i) => (i, true),
             };
+            let counter = if existing {
+                &self.metrics.submissions_existing
+            } else {
+                &self.metrics.submissions_accepted
+            };
+            Metrics::add(counter, 1);
             let answer = receipt(&store, &snapshot, index, id)
                 .map(|receipt| Accepted { receipt, existing })
                 .map_err(|e| SubmitError::Internal(e.to_string()));

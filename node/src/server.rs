@@ -19,8 +19,10 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{check_origin, Config, DEFAULT_ORIGIN};
+use crate::http::{self, page::PageCache, HttpState};
 use crate::index::Index;
 use crate::ledger::Ledger;
+use crate::metrics::Metrics;
 use crate::provenance::{Provenance, ProvenanceRpc};
 use crate::sequencer::{Sequencer, SequencerHandle};
 use crate::tiles::{TileStore, TileWriter};
@@ -153,10 +155,11 @@ impl Node {
     pub fn start(
         self,
         queue: usize,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<(Sequencer, SequencerHandle, Arc<TileStore>, Index, String)> {
         let verifier_key = self.signer.verifier().to_text();
         let (sequencer, handle) =
-            Sequencer::start(self.writer, self.index.clone(), self.signer, queue)?;
+            Sequencer::start(self.writer, self.index.clone(), self.signer, queue, metrics)?;
         Ok((sequencer, handle, self.store, self.index, verifier_key))
     }
 }
@@ -233,26 +236,39 @@ fn replay(state: &mut Overlay<'_>, leaf: &Leaf, index: u64) -> anyhow::Result<()
     }
 }
 
-/// Serves the node on `listener` until `shutdown` completes or the sequencer fails, then
-/// drains: in-flight requests finish and the sequencer commits its last batch.
+/// The listeners a node serves on, bound before it starts (so a caller can bind port 0
+/// and learn the port).
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub http: TcpListener,
+}
+
+/// Serves the node until `shutdown` completes or the sequencer fails, then drains: in-flight
+/// requests finish and the sequencer commits its last batch.
+/// `on_ready` runs once the data directory is open and recovered, just before serving.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
+    listeners: Listeners,
+    on_ready: impl FnOnce(),
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let node = Node::open(&config)?;
-    let (sequencer, handle, store, index, verifier_key) = node.start(config.queue)?;
+    on_ready();
+    let metrics = Arc::new(Metrics::default());
+    let (sequencer, handle, store, index, verifier_key) =
+        node.start(config.queue, metrics.clone())?;
     let Sequencer { threads, fatal } = sequencer;
 
-    let ledger = Ledger::new(handle, store.clone(), index.clone(), verifier_key);
+    let ledger = Ledger::new(handle, store.clone(), index.clone(), verifier_key.clone());
     let ledger = proto::ledger_service_server::LedgerServiceServer::new(ledger)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
     let provenance = Arc::new(Provenance::new(store.clone(), index.clone()));
-    let provenance_rpc =
-        proto::provenance_service_server::ProvenanceServiceServer::new(ProvenanceRpc(provenance))
-            .max_decoding_message_size(config.max_message_bytes)
-            .max_encoding_message_size(MAX_BUNDLE_MESSAGE_BYTES.max(config.max_message_bytes));
+    let provenance_rpc = proto::provenance_service_server::ProvenanceServiceServer::new(
+        ProvenanceRpc(provenance.clone()),
+    )
+    .max_decoding_message_size(config.max_message_bytes)
+    .max_encoding_message_size(MAX_BUNDLE_MESSAGE_BYTES.max(config.max_message_bytes));
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<proto::ledger_service_server::LedgerServiceServer<Ledger>>()
@@ -265,23 +281,48 @@ pub async fn run(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
+    let public_url = match &config.public_url {
+        Some(u) => u.clone(),
+        None => format!("http://{}", listeners.http.local_addr()?),
+    };
+    let http_state = Arc::new(HttpState {
+        store: store.clone(),
+        provenance,
+        metrics,
+        pages: PageCache::new(config.policy.clone(), verifier_key, public_url),
+    });
+
+    // One stop signal for both servers: the caller's shutdown, or a sequencer failure.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let fatal_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let fatal_slot = fatal_error.clone();
-    let stop = async move {
+    tokio::spawn(async move {
         tokio::select! {
             () = shutdown => tracing::info!("shutting down: draining the sequencer"),
             Ok(e) = fatal => {
                 if let Ok(mut slot) = fatal_slot.lock() { *slot = Some(e); }
             }
         }
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
     };
+    let http = tokio::spawn(http::serve(
+        listeners.http,
+        http_state,
+        stopped(stop_rx.clone()),
+    ));
     tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
         .add_service(ledger)
         .add_service(provenance_rpc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), stopped(stop_rx))
         .await?;
+    if let Ok(Err(e)) = http.await {
+        tracing::warn!(error = %e, "the HTTP server stopped with an error");
+    }
 
     // The server has dropped every handle to the sequencer: it finishes and stops.
     tokio::task::spawn_blocking(move || {

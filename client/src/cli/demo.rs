@@ -184,7 +184,7 @@ fn start_node() -> anyhow::Result<(OwnNode, String, Option<String>)> {
     let mut child = Command::new(&binary)
         .arg("--data-dir")
         .arg(&data_dir)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .env(
             "FAIRTRAIL_LOG",
             std::env::var("FAIRTRAIL_LOG").unwrap_or_else(|_| "warn".into()),
