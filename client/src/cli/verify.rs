@@ -17,4 +17,3 @@ pub struct BundleArgs {}
 pub async fn bundle(_g: &Global, _a: BundleArgs) -> anyhow::Result<u8> {
     anyhow::bail!("not built yet")
 }
-

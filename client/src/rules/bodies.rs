@@ -34,6 +34,14 @@ pub(super) fn apply(
             ),
         ));
     }
+    // INVARIANT: a statement enters the log once. Applied again, a harvest or transfer would
+    // recreate its lot with the full quantity, undoing what was spent from it.
+    if let Some(i) = statement_index(&*state, &statement.id)? {
+        return Err(RuleError::Conflict(format!(
+            "statement {} is already in the log at entry {i}",
+            statement.id
+        )));
+    }
     text("remark", &statement.proto.remark, false)?;
     for (i, r) in statement.proto.references.iter().enumerate() {
         let id = StatementId::from_bytes(r)
@@ -251,11 +259,10 @@ impl Rule<'_, '_> {
     fn declaration(&mut self, b: &proto::ParticipantDeclaration) -> Result<(), RuleError> {
         let issuer = self.issuer();
         if let Some(record) = key_record(&*self.state, &issuer)? {
-            let at = self
-                .identity(&record.identity)
-                .map(|i| i.declared_at)
-                .unwrap_or(0);
-            return Err(RuleError::KeyInUse { key: issuer, at });
+            return Err(RuleError::KeyInUse {
+                key: issuer,
+                at: record.since,
+            });
         }
         text("name", &b.name, true)?;
         text("location", &b.location, false)?;
@@ -308,6 +315,7 @@ impl Rule<'_, '_> {
             key(prefix::KEY, &[issuer.as_bytes()]),
             &KeyRecord {
                 identity: issuer,
+                since: self.at.index,
                 retired_at: None,
             },
         );
@@ -335,8 +343,10 @@ impl Rule<'_, '_> {
         let mut record = self.identity(&identity)?;
         let new_key = public_key("new_key", &b.new_key)?;
         if let Some(r) = key_record(&*self.state, &new_key)? {
-            let at = r.retired_at.unwrap_or(0);
-            return Err(RuleError::KeyInUse { key: new_key, at });
+            return Err(RuleError::KeyInUse {
+                key: new_key,
+                at: r.since,
+            });
         }
         if !self.envelope.is_signed_by(&new_key) {
             return Err(RuleError::MissingSignature {
@@ -366,11 +376,13 @@ impl Rule<'_, '_> {
                 key: old,
             });
         }
+        let since = key_record(&*self.state, &old)?.map_or(0, |r| r.since);
         put_json(
             self.state,
             key(prefix::KEY, &[old.as_bytes()]),
             &KeyRecord {
                 identity,
+                since,
                 retired_at: Some(self.at.index),
             },
         );
@@ -379,6 +391,7 @@ impl Rule<'_, '_> {
             key(prefix::KEY, &[new_key.as_bytes()]),
             &KeyRecord {
                 identity,
+                since: self.at.index,
                 retired_at: None,
             },
         );
@@ -389,7 +402,10 @@ impl Rule<'_, '_> {
             &record,
         );
         self.state.put(
-            key(prefix::KEY_HISTORY, &[identity.as_bytes(), &self.at.index.to_be_bytes()]),
+            key(
+                prefix::KEY_HISTORY,
+                &[identity.as_bytes(), &self.at.index.to_be_bytes()],
+            ),
             Vec::new(),
         );
         self.note(&identity);
@@ -481,6 +497,15 @@ impl Rule<'_, '_> {
     ) -> Result<PublicKey, RuleError> {
         let network = self.active_identity(network_key)?;
         let record = self.identity(&network)?;
+        // Without this, anyone who names a few keys of its own as guardians could certify
+        // itself "by peer quorum".
+        if record.organisation_type != proto::OrganisationType::ParticipatoryGuaranteeSystem as i32
+        {
+            return Err(RuleError::invalid(
+                "network",
+                format!("{network} is not declared as a participatory guarantee system"),
+            ));
+        }
         let need = record.guardian_threshold as usize;
         if need == 0 {
             return Err(RuleError::invalid(
@@ -511,6 +536,9 @@ impl Rule<'_, '_> {
                 what: "certification",
                 id: cert_id.to_string(),
             })?;
+        // Like every other statement, a revocation may not come from a retired key, even
+        // when a peer quorum co-signs it.
+        let issuer = self.active_identity(&self.issuer())?;
         if cert.participatory {
             let network = self.identity(&cert.issuer)?;
             self.check_network_quorum(
@@ -518,7 +546,6 @@ impl Rule<'_, '_> {
                 "revocation of a participatory certification",
             )?;
         } else {
-            let issuer = self.active_identity(&self.issuer())?;
             if issuer != cert.issuer {
                 return Err(RuleError::MissingSignature {
                     who: "the certifier who issued it".into(),

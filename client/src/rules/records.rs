@@ -121,6 +121,9 @@ pub fn product_key(gtin: &str, batch: &str, serial: &str) -> Vec<u8> {
 pub struct KeyRecord {
     /// The identity the key speaks for: the key that declared it.
     pub identity: PublicKey,
+    /// The entry that declared this key or rotated the identity to it.
+    #[serde(default)]
+    pub since: u64,
     /// The entry that rotated this key away, after which it may not sign.
     pub retired_at: Option<u64>,
 }

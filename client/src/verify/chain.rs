@@ -1,0 +1,573 @@
+//! Steps 5 and 6: tracing the subject back to every harvest, then checking that each lot is
+//! used only by its holder, never beyond its quantity, and that yields are within bounds.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::evidence::Item;
+use super::report::Assurance;
+use super::{Ctx, Findings, Problem, Step};
+use crate::bundle::Subject;
+use crate::keys::PublicKey;
+use crate::proto::{self, statement::Body};
+use crate::rules::LotId;
+use crate::units::{unit_symbol, DisplayQuantity};
+
+/// A lot made by a traced statement.
+pub(crate) struct LotInfo {
+    /// Position (in the evidence) of the statement that made it.
+    pub creator: usize,
+    pub commodity: String,
+    pub quantity: u64,
+    pub unit: i32,
+    /// The identity that holds it.
+    pub holder: PublicKey,
+    pub lot_code: String,
+}
+
+impl LotInfo {
+    /// "12,000 kg green coffee".
+    pub fn describe(&self, amount: u64) -> String {
+        format!("{} {}", DisplayQuantity(amount, self.unit), self.commodity)
+    }
+}
+
+/// The chain behind the subject.
+#[derive(Default)]
+pub(crate) struct Traced {
+    /// Position of the product binding, for a product.
+    pub binding: Option<usize>,
+    /// Positions of every statement on the chain (harvests, transfers, transformations and
+    /// the binding), which is log order.
+    pub steps: BTreeSet<usize>,
+    /// Every lot the chain's statements made.
+    pub lots: BTreeMap<LotId, LotInfo>,
+    /// Identities that harvested on the chain: the producers.
+    pub producers: BTreeSet<PublicKey>,
+}
+
+/// The lots a statement consumes.
+pub(crate) fn inputs(body: &Body) -> &[proto::LotInput] {
+    match body {
+        Body::Transfer(t) => &t.inputs,
+        Body::Transformation(t) => &t.inputs,
+        Body::ProductBinding(b) => &b.inputs,
+        _ => &[],
+    }
+}
+
+fn lot_of(input: &proto::LotInput) -> Option<LotId> {
+    input.lot.as_ref().and_then(|l| LotId::try_from(l).ok())
+}
+
+/// Runs step 5 and works out the lots of the chain.
+pub(crate) fn trace(ctx: &Ctx<'_>, subject: &Subject, out: &mut Findings) -> Traced {
+    let ev = ctx.ev;
+    let mut traced = Traced::default();
+    let mut stack: Vec<LotId> = Vec::new();
+    match subject {
+        Subject::Product(p) => {
+            let matches = |b: &proto::ProductBinding, exact: bool| {
+                b.gtin == p.gtin
+                    && b.batch == p.batch
+                    && if exact {
+                        p.serial.as_deref().unwrap_or("") == b.serial
+                    } else {
+                        b.serial.is_empty()
+                    }
+            };
+            // A serial belongs to its batch: without a binding of the serial itself, the
+            // batch's binding covers it.
+            let found: Vec<usize> = [true, false]
+                .iter()
+                .map(|exact| {
+                    ev.items
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, i)| {
+                            matches!(&i.statement.body, Body::ProductBinding(b) if matches(b, *exact))
+                        })
+                        .map(|(pos, _)| pos)
+                        .collect::<Vec<_>>()
+                })
+                .find(|v| !v.is_empty())
+                .unwrap_or_default();
+            let Some(&binding) = found.first() else {
+                out.fail(
+                    Step::Trace,
+                    Problem::NoBinding,
+                    None,
+                    format!("the bundle holds no product binding for {subject}, so the product cannot be traced"),
+                );
+                return traced;
+            };
+            if let Some(&other) = found.get(1) {
+                out.fail(
+                    Step::Trace,
+                    Problem::BindingConflict,
+                    Some(ev.items[other].index),
+                    format!(
+                        "{subject} is bound twice, at entries {} and {}; a product is bound once",
+                        ev.items[binding].index, ev.items[other].index
+                    ),
+                );
+            }
+            traced.binding = Some(binding);
+            traced.steps.insert(binding);
+            stack.extend(input_lots(&ev.items[binding], out));
+        }
+        Subject::Lot(lot) => stack.push(*lot),
+        Subject::Participant(_) => {
+            out.pass(
+                Step::Trace,
+                None,
+                None,
+                "this bundle is about a participant: there is no chain of lots to trace",
+            );
+            return traced;
+        }
+    }
+
+    let mut visited = BTreeSet::new();
+    while let Some(lot) = stack.pop() {
+        if !visited.insert(lot) {
+            continue;
+        }
+        let Some(pos) = ev.position(&lot.statement) else {
+            out.fail(
+                Step::Trace,
+                Problem::UntracedLot,
+                None,
+                format!("cannot trace lot {lot}: the statement that made it is not in the bundle"),
+            );
+            continue;
+        };
+        let item = &ev.items[pos];
+        let makes_it = match &item.statement.body {
+            Body::Harvest(_) | Body::Transfer(_) => lot.output == 0,
+            Body::Transformation(t) => (lot.output as usize) < t.outputs.len(),
+            _ => false,
+        };
+        if !makes_it {
+            out.fail(
+                Step::Trace,
+                Problem::NotALot,
+                Some(item.index),
+                format!(
+                    "cannot trace lot {lot}: {} makes no output {}",
+                    item.describe(),
+                    lot.output
+                ),
+            );
+            continue;
+        }
+        if traced.steps.insert(pos) {
+            stack.extend(input_lots(item, out));
+        }
+    }
+    work_out_lots(ctx, &mut traced, out);
+
+    if !out.failed(Step::Trace) {
+        let harvests: Vec<String> = traced
+            .steps
+            .iter()
+            .filter(|p| matches!(ev.items[**p].statement.body, Body::Harvest(_)))
+            .map(|p| ctx.ids.name(&ev.items[*p].statement.issuer))
+            .collect();
+        out.pass(
+            Step::Trace,
+            None,
+            None,
+            format!(
+                "{subject} is traced through {} statements to {} harvest{} ({})",
+                traced.steps.len(),
+                harvests.len(),
+                if harvests.len() == 1 { "" } else { "s" },
+                harvests.join("; ")
+            ),
+        );
+    }
+    traced
+}
+
+/// The lots an item consumes; an input that names no valid lot is a finding.
+fn input_lots(item: &Item, out: &mut Findings) -> Vec<LotId> {
+    let mut lots = Vec::new();
+    for (i, input) in inputs(&item.statement.body).iter().enumerate() {
+        match lot_of(input) {
+            Some(lot) => lots.push(lot),
+            None => {
+                out.fail(
+                    Step::Trace,
+                    Problem::InvalidStatement,
+                    Some(item.index),
+                    format!(
+                        "input {i} of {} names no valid lot (a 32-byte statement id and an output)",
+                        item.describe()
+                    ),
+                );
+            }
+        }
+    }
+    lots
+}
+
+/// Fills in `traced.lots` from the chain's statements, in log order (so a transfer's input
+/// lots are known before the transfer).
+fn work_out_lots(ctx: &Ctx<'_>, traced: &mut Traced, out: &mut Findings) {
+    let ev = ctx.ev;
+    for &pos in &traced.steps {
+        let item = &ev.items[pos];
+        let id = item.statement.id;
+        let issuer = ctx.ids.identity_of(&item.statement.issuer);
+        let invalid = |out: &mut Findings, what: String| {
+            out.fail(
+                Step::Trace,
+                Problem::InvalidStatement,
+                Some(item.index),
+                format!("{}: {what}", item.describe()),
+            );
+        };
+        match &item.statement.body {
+            Body::Harvest(h) => {
+                let Some(q) = h.quantity.filter(|q| q.amount > 0) else {
+                    invalid(out, "it states no quantity".into());
+                    continue;
+                };
+                traced.producers.insert(issuer);
+                traced.lots.insert(
+                    LotId {
+                        statement: id,
+                        output: 0,
+                    },
+                    LotInfo {
+                        creator: pos,
+                        commodity: h.commodity.clone(),
+                        quantity: q.amount,
+                        unit: q.unit,
+                        holder: issuer,
+                        lot_code: h.lot_code.clone(),
+                    },
+                );
+            }
+            Body::Transfer(t) => {
+                let Ok(recipient) = PublicKey::from_bytes(&t.recipient) else {
+                    invalid(out, "its recipient is not a public key".into());
+                    continue;
+                };
+                let mut total: u64 = 0;
+                let mut kinds: BTreeSet<(String, i32)> = BTreeSet::new();
+                for input in &t.inputs {
+                    total = total.saturating_add(input.amount);
+                    if let Some(info) = lot_of(input).and_then(|l| traced.lots.get(&l)) {
+                        kinds.insert((info.commodity.clone(), info.unit));
+                    }
+                }
+                if kinds.len() > 1 {
+                    out.fail(
+                        Step::Quantities,
+                        Problem::MixedTransfer,
+                        Some(item.index),
+                        format!(
+                            "{} ships lots of different commodities or units ({}); a transfer ships one commodity",
+                            item.describe(),
+                            kinds
+                                .iter()
+                                .map(|(c, u)| format!("{c} in {}", unit_symbol(*u)))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                }
+                let (commodity, unit) = kinds.into_iter().next().unwrap_or_default();
+                traced.lots.insert(
+                    LotId {
+                        statement: id,
+                        output: 0,
+                    },
+                    LotInfo {
+                        creator: pos,
+                        commodity,
+                        quantity: total,
+                        unit,
+                        holder: ctx.ids.identity_of(&recipient),
+                        lot_code: t.document_reference.clone(),
+                    },
+                );
+            }
+            Body::Transformation(t) => {
+                for (i, o) in t.outputs.iter().enumerate() {
+                    let Some(q) = o.quantity.filter(|q| q.amount > 0) else {
+                        invalid(out, format!("output {i} states no quantity"));
+                        continue;
+                    };
+                    traced.lots.insert(
+                        LotId {
+                            statement: id,
+                            output: i as u32,
+                        },
+                        LotInfo {
+                            creator: pos,
+                            commodity: o.commodity.clone(),
+                            quantity: q.amount,
+                            unit: q.unit,
+                            holder: issuer,
+                            lot_code: o.lot_code.clone(),
+                        },
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A transformation's yield: (input total, output total in the input's unit, per mille).
+/// `None` when the inputs are unknown or do not share one unit, or no output is in it.
+pub(crate) fn yield_of(traced: &Traced, t: &proto::Transformation) -> Option<(u64, u64, u64)> {
+    let mut unit = None;
+    let mut input: u64 = 0;
+    for i in &t.inputs {
+        let info = lot_of(i).and_then(|l| traced.lots.get(&l))?;
+        if unit.is_some_and(|u| u != info.unit) {
+            return None;
+        }
+        unit = Some(info.unit);
+        input = input.saturating_add(i.amount);
+    }
+    let unit = unit?;
+    let output = t
+        .outputs
+        .iter()
+        .filter_map(|o| o.quantity)
+        .filter(|q| q.unit == unit)
+        .fold(0u64, |sum, q| sum.saturating_add(q.amount));
+    if input == 0 || output == 0 {
+        return None;
+    }
+    let per_mille = u128::from(output) * 1000 / u128::from(input);
+    Some((input, output, u64::try_from(per_mille).unwrap_or(u64::MAX)))
+}
+
+/// Runs step 6.
+pub(crate) fn balance(ctx: &Ctx<'_>, traced: &Traced, out: &mut Findings) {
+    let ev = ctx.ev;
+    let ids = ctx.ids;
+    let mut used: BTreeMap<LotId, u64> = BTreeMap::new();
+    let mut overdrawn: BTreeSet<LotId> = BTreeSet::new();
+    let mut bad_steps: BTreeSet<usize> = BTreeSet::new();
+    // Every statement in the bundle that uses a chain lot counts against it, on the chain
+    // or not: a lot is never used beyond its quantity.
+    for (pos, item) in ev.items.iter().enumerate() {
+        let consumer = ids.identity_of(&item.statement.issuer);
+        for input in inputs(&item.statement.body) {
+            let Some((lot, info)) = lot_of(input).and_then(|l| traced.lots.get_key_value(&l))
+            else {
+                continue;
+            };
+            let entry = Some(item.index);
+            let creator = &ev.items[info.creator];
+            if creator.index >= item.index {
+                bad_steps.insert(pos);
+                out.fail(
+                    Step::Quantities,
+                    Problem::LotUsedBeforeCreated,
+                    entry,
+                    format!(
+                        "{} uses lot {lot}, which {} makes later",
+                        item.describe(),
+                        creator.describe()
+                    ),
+                );
+            }
+            if info.holder != consumer {
+                bad_steps.insert(pos);
+                out.fail(
+                    Step::Quantities,
+                    Problem::NotHolder,
+                    entry,
+                    format!(
+                        "{} by {} uses lot {lot}, which {} holds; only a lot's holder may use it",
+                        item.describe(),
+                        ids.name(&consumer),
+                        ids.name(&info.holder)
+                    ),
+                );
+            }
+            if input.amount == 0 {
+                bad_steps.insert(pos);
+                out.fail(
+                    Step::Quantities,
+                    Problem::InvalidStatement,
+                    entry,
+                    format!("{} takes nothing from lot {lot}", item.describe()),
+                );
+            }
+            let total = used.entry(*lot).or_default();
+            *total = total.saturating_add(input.amount);
+            if *total > info.quantity && overdrawn.insert(*lot) {
+                bad_steps.insert(pos);
+                out.fail(
+                    Step::Quantities,
+                    Problem::LotOverdrawn,
+                    entry,
+                    format!(
+                        "lot {lot} ({} made by {}) is used for {} in all, more than it holds; {} takes {}",
+                        info.describe(info.quantity),
+                        creator.describe(),
+                        DisplayQuantity(*total, info.unit),
+                        item.describe(),
+                        DisplayQuantity(input.amount, info.unit)
+                    ),
+                );
+            }
+        }
+    }
+
+    for &pos in &traced.steps {
+        let item = &ev.items[pos];
+        let entry = Some(item.index);
+        let actor = ids.name(&item.statement.issuer);
+        let made = |output: u32| {
+            traced.lots.get(&LotId {
+                statement: item.statement.id,
+                output,
+            })
+        };
+        if let Body::Transformation(t) = &item.statement.body {
+            if !check_yield(ctx, traced, item, t, out) {
+                bad_steps.insert(pos);
+            }
+        }
+        if bad_steps.contains(&pos) {
+            continue;
+        }
+        let message = match &item.statement.body {
+            Body::Harvest(h) => made(0).map(|lot| {
+                format!(
+                    "{actor} harvested {} in {} (entry {})",
+                    lot.describe(lot.quantity),
+                    place(&h.region, &h.country),
+                    item.index
+                )
+            }),
+            Body::Transfer(t) => made(0).map(|lot| {
+                let to = PublicKey::from_bytes(&t.recipient)
+                    .map(|k| ids.name(&k))
+                    .unwrap_or_default();
+                format!(
+                    "{actor} shipped {} to {to} from lots it held (entry {})",
+                    lot.describe(lot.quantity),
+                    item.index
+                )
+            }),
+            Body::Transformation(t) => Some(format!(
+                "{actor} made {} by {} from lots it held (entry {})",
+                (0..t.outputs.len() as u32)
+                    .filter_map(|o| made(o).map(|l| l.describe(l.quantity)))
+                    .collect::<Vec<_>>()
+                    .join(" and "),
+                t.process,
+                item.index
+            )),
+            Body::ProductBinding(b) => Some(format!(
+                "{actor} bound GTIN {} batch {} (\"{}\") to lots it held (entry {})",
+                b.gtin, b.batch, b.product_name, item.index
+            )),
+            _ => None,
+        };
+        if let Some(message) = message {
+            out.pass(
+                Step::Quantities,
+                Some(Assurance::SelfDeclared),
+                entry,
+                message,
+            );
+        }
+    }
+}
+
+/// Checks a transformation's yield against the policy; false when it fails.
+fn check_yield(
+    ctx: &Ctx<'_>,
+    traced: &Traced,
+    item: &Item,
+    t: &proto::Transformation,
+    out: &mut Findings,
+) -> bool {
+    let entry = Some(item.index);
+    let actor = ctx.ids.name(&item.statement.issuer);
+    let Some((input, output, per_mille)) = yield_of(traced, t) else {
+        out.warn(
+            Step::Quantities,
+            Problem::YieldNotComputable,
+            entry,
+            format!(
+                "the yield of {actor}'s {} at entry {} cannot be worked out (its inputs and outputs do not share a unit)",
+                t.process, item.index
+            ),
+        );
+        return true;
+    };
+    let unit = traced
+        .lots
+        .get(&LotId {
+            statement: item.statement.id,
+            output: 0,
+        })
+        .map_or(0, |l| l.unit);
+    let amounts = format!(
+        "{} into {}: a yield of {per_mille}‰",
+        DisplayQuantity(input, unit),
+        DisplayQuantity(output, unit)
+    );
+    let Some(bounds) = ctx.policy.yields.get(&t.process) else {
+        out.warn(
+            Step::Quantities,
+            Problem::NoYieldBound,
+            entry,
+            format!(
+                "{actor}'s {} at entry {} turned {amounts}; the policy sets no yield bounds for \"{}\", so it is not checked",
+                t.process, item.index, t.process
+            ),
+        )
+        .assurance = Some(Assurance::SelfDeclared);
+        return true;
+    };
+    // Exact: output/input within [min, max]/1000, by cross multiplication.
+    let scaled = u128::from(output) * 1000;
+    let within = scaled >= u128::from(bounds.min_per_mille) * u128::from(input)
+        && scaled <= u128::from(bounds.max_per_mille) * u128::from(input);
+    if within {
+        out.pass(
+            Step::Quantities,
+            Some(Assurance::SelfDeclared),
+            entry,
+            format!(
+                "{actor}'s {} at entry {} turned {amounts}, within the policy's {}–{}‰",
+                t.process, item.index, bounds.min_per_mille, bounds.max_per_mille
+            ),
+        );
+        true
+    } else {
+        out.fail(
+            Step::Quantities,
+            Problem::YieldOutOfBounds,
+            entry,
+            format!(
+                "{actor}'s {} at entry {} turned {amounts}, outside the policy's {}–{}‰",
+                t.process, item.index, bounds.min_per_mille, bounds.max_per_mille
+            ),
+        );
+        false
+    }
+}
+
+/// "Marcala, La Paz, HN": the non-empty parts, joined.
+pub(crate) fn place(region: &str, country: &str) -> String {
+    [region, country]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
