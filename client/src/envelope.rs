@@ -350,7 +350,7 @@ pub struct SignatureJson {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeJsonError {
-    #[error("not a DSSE JSON envelope: {0}")]
+    #[error("not a DSSE JSON envelope")]
     Json(#[from] serde_json::Error),
     #[error("the {field} field is not valid base64")]
     Base64 { field: &'static str },

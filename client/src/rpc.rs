@@ -13,13 +13,13 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
-    #[error("{url} is not a node address (try http://127.0.0.1:50051): {source}")]
+    #[error("{url} is not a node address (try http://127.0.0.1:50051)")]
     BadUrl {
         url: String,
         #[source]
         source: tonic::transport::Error,
     },
-    #[error("cannot reach the node at {url}: {source}. Is fairtrail-node running there?")]
+    #[error("cannot reach the node at {url}; is fairtrail-node running there?")]
     Connect {
         url: String,
         #[source]

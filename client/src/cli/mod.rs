@@ -139,10 +139,14 @@ pub fn write_envelope(g: &Global, wire: &proto::Envelope, out: &Path) -> anyhow:
 pub async fn submit_envelope(g: &Global, wire: proto::Envelope) -> anyhow::Result<u8> {
     let mut client = connect(g).await?;
     let key = log_key(g, &mut client).await?;
+    let id = StatementId::of_payload(&wire.payload);
     let response = client.submit(wire).await?;
     let receipt = response
         .receipt
         .ok_or_else(|| anyhow!("the node answered without a receipt"))?;
+    if receipt.statement_id != id.as_bytes() {
+        anyhow::bail!("the node's receipt is for another statement than the one submitted ({id})");
+    }
     let mut json = ReceiptJson::from(&receipt);
     json.existing = response.existing;
     let verified = json
