@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bundle;
 pub mod checkpoint;
 pub mod entry;
 pub mod envelope;
@@ -31,11 +32,13 @@ pub mod gs1;
 pub mod keys;
 pub mod merkle;
 pub mod note;
+pub mod qr;
 pub mod receipt;
 pub mod rpc;
 pub mod rules;
 pub mod statement;
 pub mod units;
+pub mod verify;
 
 /// The wire types generated from `proto/fairtrail/v1/*.proto`.
 #[allow(clippy::all, missing_docs)]

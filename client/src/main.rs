@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{demo, ledger, statements, verify};
+use cli::{demo, ledger, qr, statements, verify};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -87,6 +87,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Fetch a product's provenance bundle and save it, for offline verification.
     Bundle(verify::BundleArgs),
+    /// Write the QR code of a product's GS1 Digital Link (SVG or PNG) for its label.
+    Qr(qr::QrArgs),
     /// Write a realistic coffee chain to a node (starting one if needed) and verify it.
     Demo(demo::DemoArgs),
 }
@@ -135,5 +137,6 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify(a) => verify::verify(g, a).await,
         Command::Bundle(a) => verify::bundle(g, a).await,
         Command::Demo(a) => demo::demo(g, a).await,
+        Command::Qr(a) => qr::qr(g, a),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod demo;
 pub mod ledger;
+pub mod qr;
 pub mod state;
 pub mod statements;
 pub mod verify;
