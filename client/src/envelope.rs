@@ -122,10 +122,30 @@ pub enum EnvelopeError {
     },
     #[error("signature {position} has {len} bytes; an Ed25519 signature has 64")]
     BadSignatureLength { position: usize, len: usize },
+    #[error("signature {position} is malformed: {reason}")]
+    MalformedSignature { position: usize, reason: &'static str },
     #[error("key {key} signs the envelope twice; each key may sign once")]
     DuplicateSigner { key: PublicKey },
     #[error("the signature by {key} does not verify over this payload")]
     BadSignature { key: PublicKey },
+}
+
+/// Refuses a signature whose R is not a canonical encoding of a point of large order. Strict
+/// verification refuses these, batch verification may not: checking here keeps the node (which
+/// batch-verifies) and every verifier (which verifies strictly) in agreement.
+fn check_r(sig: &[u8; 64]) -> Result<(), &'static str> {
+    let mut r = [0u8; 32];
+    r.copy_from_slice(&sig[..32]);
+    let point = curve25519_dalek::edwards::CompressedEdwardsY(r)
+        .decompress()
+        .ok_or("its R is not a curve point")?;
+    if point.compress().to_bytes() != r {
+        return Err("its R is not canonically encoded");
+    }
+    if point.is_small_order() {
+        return Err("its R is a small-order point");
+    }
+    Ok(())
 }
 
 /// One signature, with its key already checked to be a valid, strong curve point.
@@ -191,6 +211,7 @@ impl TryFrom<proto::Envelope> for Envelope {
                         position,
                         len: sig.sig.len(),
                     })?;
+            check_r(&sig_bytes).map_err(|reason| EnvelopeError::MalformedSignature { position, reason })?;
             signatures.push(EnvelopeSignature {
                 public_key,
                 verifying_key,
@@ -381,21 +402,26 @@ impl From<&proto::Envelope> for EnvelopeJson {
     }
 }
 
+/// DSSE allows standard or URL-safe base64, padded or not.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    [&B64, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(text.as_bytes()).ok())
+}
+
 impl TryFrom<EnvelopeJson> for proto::Envelope {
     type Error = EnvelopeJsonError;
     fn try_from(j: EnvelopeJson) -> Result<Self, Self::Error> {
-        let payload = B64
-            .decode(j.payload.as_bytes())
-            .map_err(|_| EnvelopeJsonError::Base64 { field: "payload" })?;
+        let payload =
+            decode_base64(&j.payload).ok_or(EnvelopeJsonError::Base64 { field: "payload" })?;
         let mut signatures = Vec::with_capacity(j.signatures.len());
         for (position, s) in j.signatures.into_iter().enumerate() {
             let key: PublicKey = s
                 .keyid
                 .parse()
                 .map_err(|source| EnvelopeJsonError::KeyId { position, source })?;
-            let sig = B64
-                .decode(s.sig.as_bytes())
-                .map_err(|_| EnvelopeJsonError::Base64 { field: "sig" })?;
+            let sig = decode_base64(&s.sig).ok_or(EnvelopeJsonError::Base64 { field: "sig" })?;
             signatures.push(proto::Signature {
                 public_key: key.as_bytes().to_vec(),
                 sig,
@@ -503,6 +529,31 @@ mod tests {
             Envelope::try_from(wire),
             Err(EnvelopeError::PayloadTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_signature_with_a_small_order_r_is_refused() {
+        let a = generate_signing_key();
+        let mut wire = sign(b"x".to_vec(), &[&a]);
+        // R = the identity point: a "signature" strict verification refuses.
+        wire.signatures[0].sig[..32].copy_from_slice(&{
+            let mut r = [0u8; 32];
+            r[0] = 1;
+            r
+        });
+        assert!(matches!(
+            Envelope::try_from(wire),
+            Err(EnvelopeError::MalformedSignature { position: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn dsse_json_accepts_url_safe_base64() {
+        let a = generate_signing_key();
+        let wire = sign(vec![0xfb, 0xff, 0xfe], &[&a]);
+        let mut json = EnvelopeJson::from(&wire);
+        json.payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&wire.payload);
+        assert_eq!(proto::Envelope::try_from(json).unwrap(), wire);
     }
 
     #[test]

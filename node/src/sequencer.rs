@@ -122,6 +122,9 @@ impl Sequencer {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let (verified_tx, verified_rx) = std_mpsc::sync_channel::<Vec<Verified>>(4);
         let (fatal_tx, fatal) = oneshot::channel();
+        // INVARIANT: integration times never decrease along the log, even if the clock went
+        // back while the node was down: the next entry is never earlier than the last one.
+        let last_integrated_ms = last_integration_time(writer.store())?;
         let failed = Arc::new(AtomicBool::new(false));
         let verifier = std::thread::Builder::new().name("verifier".into()).spawn({
             let metrics = metrics.clone();
@@ -132,7 +135,7 @@ impl Sequencer {
             index,
             signer,
             failed: failed.clone(),
-            last_integrated_ms: 0,
+            last_integrated_ms,
             metrics,
         };
         let committer = std::thread::Builder::new()
@@ -274,8 +277,8 @@ impl Committer {
         //    encode the new leaves.
         for v in batch {
             let id = v.envelope.id();
+            // A second copy within the batch appends nothing either: it is "existing".
             let existing = match statement_index(&state, &id) {
-                Ok(Some(i)) if i >= base => Some(Target::New(i)),
                 Ok(Some(i)) => Some(Target::Existing(i)),
                 Ok(None) => None,
                 Err(e) => {
@@ -381,6 +384,17 @@ impl Committer {
 enum Target {
     New(u64),
     Existing(u64),
+}
+
+/// When the last entry of the log was integrated (0 for an empty log).
+fn last_integration_time(store: &TileStore) -> std::io::Result<u64> {
+    let snapshot = store.snapshot();
+    if snapshot.size == 0 {
+        return Ok(0);
+    }
+    let leaf = store.leaf(&snapshot, snapshot.size - 1).map_err(std::io::Error::other)?;
+    let leaf = fairtrail_client::entry::Leaf::decode(leaf.to_vec()).map_err(std::io::Error::other)?;
+    Ok(leaf.integrated_at_ms)
 }
 
 /// The receipt for the entry at `index` (holding `statement_id`), against the snapshot's

@@ -467,30 +467,34 @@ async fn prove_consistency(
         .and_then(|s| SignedCheckpoint::verify(&s.checkpoint, key).ok())
         .filter(|s| s.checkpoint.size == from)
         .map(|s| s.checkpoint.root);
-    match old_root {
+    let verified = match old_root {
         Some(root) => {
-            verify_consistency(
-                from,
-                latest.checkpoint.size,
-                &proof,
-                &root,
-                &latest.checkpoint.root,
-            )
-            .context("the consistency proof does not verify")?;
-            println!("the tree of size {from} you saw before is a prefix of the tree of size {}: verified", latest.checkpoint.size);
+            verify_consistency(from, latest.checkpoint.size, &proof, &root, &latest.checkpoint.root)
+                .context("the consistency proof does not verify")?;
+            true
         }
-        None => {
-            println!(
-                "consistency proof from {from} to {} has {} hashes; no checkpoint of size {from} is saved here to check it against (run `fairtrail checkpoint` to save one)",
-                latest.checkpoint.size,
-                proof.len()
-            );
-        }
-    }
+        None => false,
+    };
     if g.json {
         println!(
             "{}",
-            serde_json::json!({"from_size": from, "to_size": response.to_size, "proof": proof.iter().map(hex::encode).collect::<Vec<_>>()})
+            serde_json::json!({
+                "from_size": from,
+                "to_size": response.to_size,
+                "proof": proof.iter().map(hex::encode).collect::<Vec<_>>(),
+                "verified": verified,
+            })
+        );
+    } else if verified {
+        println!(
+            "the tree of size {from} you saw before is a prefix of the tree of size {}: verified",
+            latest.checkpoint.size
+        );
+    } else {
+        println!(
+            "consistency proof from {from} to {} has {} hashes; no checkpoint of size {from} is saved here to check it against (run `fairtrail checkpoint` to save one)",
+            latest.checkpoint.size,
+            proof.len()
         );
     }
     Ok(EXIT_OK)

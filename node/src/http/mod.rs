@@ -127,20 +127,14 @@ async fn checkpoint(State(s): State<Arc<HttpState>>) -> Response {
 /// Serves the log's C2SP tlog-tiles read-only, so mirrors, witnesses and tile clients can
 /// read it without gRPC. Only paths of the tlog-tiles shape are served.
 async fn tile(State(s): State<Arc<HttpState>>, Path(path): Path<String>) -> Response {
-    let ok_shape = !path.is_empty()
-        && path.len() < 100
-        && path.split('/').all(|seg| {
-            !seg.is_empty()
-                && seg != "."
-                && seg != ".."
-                && (seg == "entries"
-                    || seg
-                        .bytes()
-                        .all(|b| b.is_ascii_digit() || b == b'x' || b == b'.' || b == b'p'))
-        });
-    if !ok_shape {
+    let Some((kind, n, width)) = crate::tiles::paths::parse(&path) else {
         s.metrics.http("tile", 400);
         return (StatusCode::BAD_REQUEST, "not a tlog-tiles path\n").into_response();
+    };
+    // Only tiles the latest checkpoint covers are final; anything beyond does not exist yet.
+    if !s.store.is_published(kind, n, width) {
+        s.metrics.http("tile", 404);
+        return (StatusCode::NOT_FOUND, "no such tile in the published tree\n").into_response();
     }
     let file = s.store.dir().join("tile").join(&path);
     match tokio::fs::read(&file).await {

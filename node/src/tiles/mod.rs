@@ -241,6 +241,19 @@ impl TileStore {
         &self.dir
     }
 
+    /// Whether the published tree covers the tile `kind`/`n` of `width`: only those tiles are
+    /// final (a tile beyond the checkpoint may still be rewritten after a crash).
+    pub fn is_published(&self, kind: TileKind, n: u64, width: usize) -> bool {
+        let size = self.snapshot().size;
+        let count = match kind {
+            TileKind::Entries => size,
+            TileKind::Hashes(level) => hashes_at(size, usize::from(level)),
+        };
+        n.checked_mul(TILE_WIDTH as u64)
+            .and_then(|start| start.checked_add(width as u64))
+            .is_some_and(|end| end <= count)
+    }
+
     /// The latest published state.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.published.load_full()
@@ -555,33 +568,19 @@ impl TileWriter {
         Ok(snapshot)
     }
 
-    /// Partial tiles that a wider partial or a full tile now replaces. Only tidiness: a
-    /// failure here leaves extra files that the next open removes or ignores.
+    /// Partial tiles of tiles that are now full. Partial tiles of a tile still growing are
+    /// kept, as tlog-tiles asks: a client holding an older checkpoint fetches the partial
+    /// width it needs. Only tidiness: a failure here leaves files the next open ignores.
     fn delete_superseded_partials(&self) {
         let dir = &self.store.dir;
-        let mut kinds: Vec<(TileKind, u64, u64, usize)> = vec![(
-            TileKind::Entries,
-            self.published_size,
-            self.size,
-            self.published_bundle_width,
-        )];
-        for level in 0..self.published_widths.len() {
-            kinds.push((
-                TileKind::Hashes(level as u8),
-                hashes_at(self.published_size, level),
-                hashes_at(self.size, level),
-                self.published_widths.get(level).copied().unwrap_or(0),
-            ));
+        let mut kinds: Vec<(TileKind, u64, u64)> = vec![(TileKind::Entries, self.published_size, self.size)];
+        for level in 0..self.edge.len() {
+            kinds.push((TileKind::Hashes(level as u8), hashes_at(self.published_size, level), hashes_at(self.size, level)));
         }
-        for (kind, old_count, new_count, old_width) in kinds {
-            if old_width == 0 || old_count == new_count {
-                continue;
-            }
-            let old_n = old_count / TILE_WIDTH as u64;
-            if new_count / TILE_WIDTH as u64 > old_n {
-                let _ = fs::remove_dir_all(partial_dir(dir, kind, old_n));
-            } else {
-                let _ = fs::remove_file(tile_path(dir, kind, old_n, old_width));
+        for (kind, old_count, new_count) in kinds {
+            let (old_n, new_n) = (old_count / TILE_WIDTH as u64, new_count / TILE_WIDTH as u64);
+            for n in old_n..new_n {
+                let _ = fs::remove_dir_all(partial_dir(dir, kind, n));
             }
         }
     }

@@ -68,6 +68,50 @@ pub fn level_exists(root: &Path, kind: TileKind) -> bool {
     kind_dir(root, kind).is_dir()
 }
 
+/// Parses a path below `tile/` (such as `0/x001/234.p/7` or `entries/005`) into the tile
+/// it names; `None` for anything that is not a tlog-tiles path.
+pub fn parse(path: &str) -> Option<(TileKind, u64, usize)> {
+    let mut parts: Vec<&str> = path.split('/').collect();
+    let kind = match parts.first()? {
+        &"entries" => TileKind::Entries,
+        l => TileKind::Hashes(l.parse::<u8>().ok().filter(|n| n.to_string() == *l)?),
+    };
+    parts.remove(0);
+    let width = match parts.as_slice() {
+        [.., last, text] if last.ends_with(".p") => {
+            let w: usize = text.parse().ok().filter(|w| (1..super::tree::TILE_WIDTH).contains(w))?;
+            if w.to_string() != *text {
+                return None;
+            }
+            let n = parts.len();
+            parts.truncate(n - 1);
+            if let Some(last) = parts.last_mut() {
+                *last = last.strip_suffix(".p")?;
+            }
+            w
+        }
+        _ => super::tree::TILE_WIDTH,
+    };
+    let n = parse_index(&parts)?;
+    (index_path(n) == parts.join("/")).then_some((kind, n, width))
+}
+
+fn parse_index(parts: &[&str]) -> Option<u64> {
+    let (last, prefix) = parts.split_last()?;
+    let mut n: u64 = 0;
+    for p in prefix {
+        let digits = p.strip_prefix('x')?;
+        if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        n = n.checked_mul(1000)?.checked_add(digits.parse().ok()?)?;
+    }
+    if last.len() != 3 || !last.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.checked_mul(1000)?.checked_add(last.parse().ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +123,16 @@ mod tests {
         assert_eq!(index_path(999), "999");
         assert_eq!(index_path(1000), "x001/000");
         assert_eq!(index_path(1234067), "x001/x234/067");
+    }
+
+    #[test]
+    fn tile_paths_parse_back() {
+        assert_eq!(parse("0/x001/x234/067"), Some((TileKind::Hashes(0), 1234067, 256)));
+        assert_eq!(parse("1/001.p/7"), Some((TileKind::Hashes(1), 1, 7)));
+        assert_eq!(parse("entries/x001/000.p/255"), Some((TileKind::Entries, 1000, 255)));
+        for bad in ["", "0", "0/1", "0/0001", "0/x000/001", "0/001.p/0", "0/001.p/256", "0/001.p/07", "9x/001", "entries/../001", "0/001/extra"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
