@@ -106,7 +106,9 @@ pub enum BundleError {
     LeafTooLarge { index: u64, len: usize },
     #[error("entry {index}: the leaf is not standard base64")]
     LeafEncoding { index: u64 },
-    #[error("entry {index}: the inclusion proof has {len} hashes; at most {MAX_PROOF_LEN} are possible")]
+    #[error(
+        "entry {index}: the inclusion proof has {len} hashes; at most {MAX_PROOF_LEN} are possible"
+    )]
     ProofTooLong { index: u64, len: usize },
     #[error("entry {index}: inclusion proof hash {position} is not 32 bytes (64 hex digits)")]
     BadProofHash { index: u64, position: usize },
@@ -119,12 +121,12 @@ impl TryFrom<proto::ProvenanceBundle> for Bundle {
         use proto::provenance_bundle::Subject as S;
         let subject = match wire.subject.ok_or(BundleError::MissingSubject)? {
             S::Product(p) => Subject::Product(product(&p.gtin, &p.batch, &p.serial)?),
-            S::Lot(l) => Subject::Lot(
-                LotId::try_from(&l).map_err(|e| BundleError::BadLot(e.to_string()))?,
-            ),
-            S::Participant(k) => {
-                Subject::Participant(PublicKey::from_bytes(&k).map_err(BundleError::BadParticipant)?)
+            S::Lot(l) => {
+                Subject::Lot(LotId::try_from(&l).map_err(|e| BundleError::BadLot(e.to_string()))?)
             }
+            S::Participant(k) => Subject::Participant(
+                PublicKey::from_bytes(&k).map_err(BundleError::BadParticipant)?,
+            ),
         };
         let entries = wire
             .entries
@@ -419,7 +421,10 @@ mod tests {
             (good.replace("\"AQID\"", "\"AQID!\""), "base64"),
             (good.replace(&"07".repeat(32), &"07".repeat(31)), "32 bytes"),
             (good.replace("\"index\": 5", "\"index\": 0"), "increasing"),
-            (good.replace("09506000134352", "09506000134353"), "check digit"),
+            (
+                good.replace("09506000134352", "09506000134353"),
+                "check digit",
+            ),
             (good.replace("\"format\"", "\"formats\""), "unknown field"),
             ("{}".to_owned(), "missing field"),
         ];

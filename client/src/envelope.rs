@@ -123,7 +123,10 @@ pub enum EnvelopeError {
     #[error("signature {position} has {len} bytes; an Ed25519 signature has 64")]
     BadSignatureLength { position: usize, len: usize },
     #[error("signature {position} is malformed: {reason}")]
-    MalformedSignature { position: usize, reason: &'static str },
+    MalformedSignature {
+        position: usize,
+        reason: &'static str,
+    },
     #[error("key {key} signs the envelope twice; each key may sign once")]
     DuplicateSigner { key: PublicKey },
     #[error("the signature by {key} does not verify over this payload")]
@@ -211,7 +214,8 @@ impl TryFrom<proto::Envelope> for Envelope {
                         position,
                         len: sig.sig.len(),
                     })?;
-            check_r(&sig_bytes).map_err(|reason| EnvelopeError::MalformedSignature { position, reason })?;
+            check_r(&sig_bytes)
+                .map_err(|reason| EnvelopeError::MalformedSignature { position, reason })?;
             signatures.push(EnvelopeSignature {
                 public_key,
                 verifying_key,

@@ -188,9 +188,15 @@ mod tests {
     fn digital_links_round_trip() {
         let p = ProductId::new("09506000134352", "LOT-7/A", Some("42")).unwrap();
         let url = p.url("https://trace.example.org/");
-        assert_eq!(url, "https://trace.example.org/01/09506000134352/10/LOT-7%2FA/21/42");
+        assert_eq!(
+            url,
+            "https://trace.example.org/01/09506000134352/10/LOT-7%2FA/21/42"
+        );
         assert_eq!(ProductId::from_digital_link(&url).unwrap(), p);
-        assert!(ProductId::new("09506000134352", "LOT 7", None).is_err(), "a space is not in the GS1 set");
+        assert!(
+            ProductId::new("09506000134352", "LOT 7", None).is_err(),
+            "a space is not in the GS1 set"
+        );
         let p = ProductId::new("9506000134352", "L2026-11", None).unwrap();
         assert_eq!(
             ProductId::from_digital_link(&p.url("http://127.0.0.1:8080")).unwrap(),

@@ -134,7 +134,9 @@ pub fn generate_signing_key() -> SigningKey {
 }
 
 /// Writes `key` as a PKCS#8 PEM file readable by its owner only (mode 0600). Refuses to
-/// overwrite an existing file: losing a key means losing an identity.
+/// overwrite an existing file: losing a key means losing an identity. The file appears whole
+/// or not at all (written aside, synced, then linked into place), so a reader racing the
+/// writer, or a crash, never sees half a key.
 pub fn write_signing_key(path: &Path, key: &SigningKey) -> Result<(), KeyFileError> {
     let pem = key
         .to_pkcs8_pem(Default::default())
@@ -142,14 +144,7 @@ pub fn write_signing_key(path: &Path, key: &SigningKey) -> Result<(), KeyFileErr
             path: path.to_owned(),
             source: std::io::Error::other(e.to_string()),
         })?;
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(|source| {
+    write_new_file(path, pem.as_bytes(), 0o600).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AlreadyExists {
             KeyFileError::Exists {
                 path: path.to_owned(),
@@ -160,15 +155,46 @@ pub fn write_signing_key(path: &Path, key: &SigningKey) -> Result<(), KeyFileErr
                 source,
             }
         }
-    })?;
-    let write = |file: &mut fs::File| -> std::io::Result<()> {
-        file.write_all(pem.as_bytes())?;
-        file.sync_all()
-    };
-    write(&mut file).map_err(|source| KeyFileError::Write {
-        path: path.to_owned(),
-        source,
     })
+}
+
+/// Creates `path` with `bytes` and `mode`, atomically and durably, failing with
+/// `AlreadyExists` if it exists.
+pub fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    if path.exists() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "file exists",
+        ));
+    }
+    let mut tmp_name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let result = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        // A hard link, unlike a rename, never replaces an existing file.
+        fs::hard_link(&tmp, path)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
 }
 
 /// Reads a PKCS#8 PEM signing key, refusing a file that group or others can read.

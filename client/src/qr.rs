@@ -54,8 +54,12 @@ pub fn to_png(code: &QrCode, module_px: usize) -> Result<Vec<u8>, QrError> {
         let mut encoder = png::Encoder::new(&mut out, side32, side32);
         encoder.set_color(png::ColorType::Grayscale);
         encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().map_err(|e| QrError::Png(e.to_string()))?;
-        writer.write_image_data(&pixels).map_err(|e| QrError::Png(e.to_string()))?;
+        let mut writer = encoder
+            .write_header()
+            .map_err(|e| QrError::Png(e.to_string()))?;
+        writer
+            .write_image_data(&pixels)
+            .map_err(|e| QrError::Png(e.to_string()))?;
     }
     Ok(out)
 }
@@ -85,7 +89,12 @@ mod tests {
 
     #[test]
     fn the_svg_is_a_complete_document() {
-        let svg = to_svg(&encode("https://x.example/01/09506000134352/10/A").unwrap(), 8);
-        assert!(svg.starts_with("<?xml") && svg.contains("<svg") && svg.trim_end().ends_with("</svg>"));
+        let svg = to_svg(
+            &encode("https://x.example/01/09506000134352/10/A").unwrap(),
+            8,
+        );
+        assert!(
+            svg.starts_with("<?xml") && svg.contains("<svg") && svg.trim_end().ends_with("</svg>")
+        );
     }
 }

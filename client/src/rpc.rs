@@ -5,6 +5,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::proto;
 use crate::proto::ledger_service_client::LedgerServiceClient;
+use crate::proto::provenance_service_client::ProvenanceServiceClient;
 
 /// The node address used when none is given.
 pub const DEFAULT_NODE: &str = "http://127.0.0.1:50051";
@@ -80,6 +81,34 @@ impl NodeClient {
         })
     }
 
+    /// A client of the node's `ProvenanceService`, on a connection of its own to the same
+    /// URL (so that `NodeClient` keeps its fields).
+    pub async fn provenance(&self) -> Result<ProvenanceServiceClient<Channel>, RpcError> {
+        Ok(ProvenanceServiceClient::new(channel(&self.url).await?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    /// The provenance bundle of a product or a lot, as the node sends it (unchecked: see
+    /// [`crate::bundle::Bundle`] and [`crate::verify::verify_bundle`]).
+    pub async fn get_provenance(
+        &self,
+        subject: proto::get_provenance_request::Subject,
+    ) -> Result<proto::ProvenanceBundle, RpcError> {
+        let response = self
+            .provenance()
+            .await?
+            .get_provenance(proto::GetProvenanceRequest {
+                subject: Some(subject),
+            })
+            .await?
+            .into_inner();
+        response.bundle.ok_or_else(|| RpcError::Status {
+            code: tonic::Code::Internal,
+            message: "the node answered without a bundle".into(),
+        })
+    }
+
     pub async fn submit(
         &mut self,
         envelope: proto::Envelope,
@@ -142,4 +171,21 @@ impl NodeClient {
             .await?
             .into_inner())
     }
+}
+
+/// Connects to a node (as [`NodeClient::connect`] does).
+async fn channel(url: &str) -> Result<Channel, RpcError> {
+    Endpoint::from_shared(url.to_owned())
+        .map_err(|source| RpcError::BadUrl {
+            url: url.to_owned(),
+            source,
+        })?
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|source| RpcError::Connect {
+            url: url.to_owned(),
+            source,
+        })
 }

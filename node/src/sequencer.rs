@@ -392,8 +392,11 @@ fn last_integration_time(store: &TileStore) -> std::io::Result<u64> {
     if snapshot.size == 0 {
         return Ok(0);
     }
-    let leaf = store.leaf(&snapshot, snapshot.size - 1).map_err(std::io::Error::other)?;
-    let leaf = fairtrail_client::entry::Leaf::decode(leaf.to_vec()).map_err(std::io::Error::other)?;
+    let leaf = store
+        .leaf(&snapshot, snapshot.size - 1)
+        .map_err(std::io::Error::other)?;
+    let leaf =
+        fairtrail_client::entry::Leaf::decode(leaf.to_vec()).map_err(std::io::Error::other)?;
     Ok(leaf.integrated_at_ms)
 }
 

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use fairtrail_client::checkpoint::Checkpoint;
 use fairtrail_client::entry::Leaf;
 use fairtrail_client::envelope::Envelope;
-use fairtrail_client::keys::{generate_signing_key, read_signing_key, write_signing_key};
+use fairtrail_client::keys::{
+    generate_signing_key, read_signing_key, write_new_file, write_signing_key, KeyFileError,
+};
 use fairtrail_client::merkle;
 use fairtrail_client::note::NoteSigner;
 use fairtrail_client::proto;
@@ -43,21 +45,23 @@ pub struct Node {
     _lock: fs::File,
 }
 
-/// Reads (or, for a new data directory, creates) the log key and origin.
+/// Reads (or, for a new data directory, creates) the log key and origin. Safe to race with
+/// another process doing the same: each file appears whole, and the first one written wins.
 pub fn log_signer(config: &Config) -> anyhow::Result<NoteSigner> {
     let dir = &config.data_dir;
     fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("cannot create data directory {}: {e}", dir.display()))?;
     set_private(dir);
     let key_path = dir.join(KEY_FILE);
-    let origin_path = dir.join(ORIGIN_FILE);
     let key = if key_path.exists() {
         read_signing_key(&key_path)?
     } else {
-        let key = generate_signing_key();
-        write_signing_key(&key_path, &key)?;
-        key
+        match write_signing_key(&key_path, &generate_signing_key()) {
+            Ok(()) | Err(KeyFileError::Exists { .. }) => read_signing_key(&key_path)?,
+            Err(e) => return Err(e.into()),
+        }
     };
+    let origin_path = dir.join(ORIGIN_FILE);
     let stored = match fs::read_to_string(&origin_path) {
         Ok(s) => Some(s.trim().to_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -72,8 +76,14 @@ pub fn log_signer(config: &Config) -> anyhow::Result<NoteSigner> {
         (None, wanted) => {
             let origin = wanted.clone().unwrap_or_else(|| DEFAULT_ORIGIN.to_owned());
             check_origin(&origin)?;
-            write_synced(&origin_path, format!("{origin}\n").as_bytes())?;
-            origin
+            match write_new_file(&origin_path, format!("{origin}\n").as_bytes(), 0o600) {
+                Ok(()) => origin,
+                // Another process created the log first: its origin stands.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return log_signer(config);
+                }
+                Err(e) => anyhow::bail!("cannot write {}: {e}", origin_path.display()),
+            }
         }
     };
     Ok(NoteSigner::new(&origin, key)?)
@@ -87,14 +97,6 @@ fn set_private(dir: &Path) {
 
 #[cfg(not(unix))]
 fn set_private(_dir: &Path) {}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut f = fs::File::create(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
-}
 
 fn lock(dir: &Path) -> anyhow::Result<fs::File> {
     let path: PathBuf = dir.join(LOCK_FILE);
@@ -122,8 +124,14 @@ impl Node {
     /// Opens the data directory and brings it to a consistent state after any crash: tiles
     /// beyond the checkpoint are dropped, and the index is replayed from the log.
     pub fn open(config: &Config) -> anyhow::Result<Node> {
-        let signer = log_signer(config)?;
+        fs::create_dir_all(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
         let lock = lock(&config.data_dir)?;
+        let signer = log_signer(config)?;
         let (store, mut writer, checkpoint) = TileStore::open(
             &config.data_dir.join("log"),
             &signer.verifier(),

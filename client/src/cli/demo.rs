@@ -181,10 +181,13 @@ fn start_node() -> anyhow::Result<(OwnNode, String, Option<String>)> {
         std::process::id(),
         now_ms()
     ));
+    let policy = node_policy_path(&data_dir);
     let mut child = Command::new(&binary)
         .arg("--data-dir")
         .arg(&data_dir)
         .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .arg("--policy")
+        .arg(&policy)
         .env(
             "FAIRTRAIL_LOG",
             std::env::var("FAIRTRAIL_LOG").unwrap_or_else(|_| "warn".into()),
@@ -210,6 +213,14 @@ fn start_node() -> anyhow::Result<(OwnNode, String, Option<String>)> {
         format!("http://{grpc}"),
         http.map(|h| format!("http://{h}")),
     ))
+}
+
+/// Where a node the demo starts reads the trust policy of its consumer pages (the demo
+/// writes it once the chain is in).
+fn node_policy_path(data_dir: &Path) -> PathBuf {
+    let mut name = data_dir.as_os_str().to_owned();
+    name.push("-policy.toml");
+    PathBuf::from(name)
 }
 
 fn field(line: &str, name: &str) -> Option<String> {
@@ -255,6 +266,11 @@ pub async fn demo(g: &Global, a: DemoArgs) -> anyhow::Result<u8> {
     let policy = policy_text(&log_key_text, &chain);
     std::fs::write(&a.policy_out, &policy)
         .with_context(|| format!("cannot write {}", a.policy_out.display()))?;
+    if let Some(node) = &own {
+        let path = node_policy_path(&node.data_dir);
+        std::fs::write(&path, &policy)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
 
     println!(
         "\n{} statements written and their receipts verified.",
@@ -777,34 +793,33 @@ fn policy_text(log_key: &str, chain: &Chain) -> String {
     format!(
         r#"# Trust policy written by `fairtrail demo`. Re-verify with:
 #   fairtrail verify <consumer URL> --policy demo-policy.toml
+# See examples/policy.toml for every setting.
 log_key = "{log_key}"
 require_receipts = true
 clock_skew_ms = 600000
 
-[[certifiers]]
-scheme = "Fairtrade"
-name = "Certificadora Justa (demo certification body)"
-keys = ["{certifier}"]
+# The demo's certification body, trusted for the Fairtrade scheme.
+[certifiers]
+Fairtrade = ["{certifier}"]
 
-[[pgs]]
-name = "Red Andina de Garantía Participativa"
-scheme = "Red Andina PGS"
+# The demo's Participatory Guarantee System: 2 distinct members must co-sign.
+[pgs."Red Andina PGS"]
 network = "{network}"
 quorum = 2
 
-# Fairtrade International, Fairtrade Minimum Price and Premium Table (coffee), for contracts
-# from 1 August 2023: washed Arabica USD 1.80/lb minimum, USD 0.20/lb Fairtrade Premium.
-[[commodities]]
-commodity = "coffee"
+# Fairtrade International, Fairtrade Minimum Price and Premium Table (coffee), effective
+# 1 August 2023: washed Arabica USD 1.80/lb minimum, USD 0.20/lb Fairtrade Premium.
+[commodities.coffee]
+includes = ["roasted coffee"]
 minimum_price = "USD 1.80/lb"
 premium = "USD 0.20/lb"
-require_certification = true
+certification_required = true
 schemes = ["Fairtrade", "Red Andina PGS"]
 
-[[yields]]
-process = "roasting"
-min_permille = 780
-max_permille = 880
+# Roasting loses 12 to 22 percent of the green coffee's weight.
+[yields.roasting]
+min_per_mille = 780
+max_per_mille = 880
 "#,
         certifier = chain.certifier,
         network = chain.network,

@@ -469,8 +469,14 @@ async fn prove_consistency(
         .map(|s| s.checkpoint.root);
     let verified = match old_root {
         Some(root) => {
-            verify_consistency(from, latest.checkpoint.size, &proof, &root, &latest.checkpoint.root)
-                .context("the consistency proof does not verify")?;
+            verify_consistency(
+                from,
+                latest.checkpoint.size,
+                &proof,
+                &root,
+                &latest.checkpoint.root,
+            )
+            .context("the consistency proof does not verify")?;
             true
         }
         None => false,

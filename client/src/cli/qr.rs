@@ -20,7 +20,11 @@ pub struct QrArgs {
     #[arg(long)]
     pub serial: Option<String>,
     /// The public URL of the node's pages (the operator's --public-url).
-    #[arg(long, env = "FAIRTRAIL_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "FAIRTRAIL_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub base_url: String,
     /// Where to write the code: FILE.svg (vector, for print layouts) or FILE.png.
     #[arg(long)]
@@ -35,14 +39,23 @@ pub fn qr(g: &Global, a: QrArgs) -> anyhow::Result<u8> {
     let url = product.url(&a.base_url);
     let code = qr::encode(&url)?;
     let module = a.module.clamp(1, 100);
-    let bytes = match a.out.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+    let bytes = match a
+        .out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("svg") => qr::to_svg(&code, module).into_bytes(),
         Some("png") => qr::to_png(&code, module as usize)?,
         _ => bail!("--out must end in .svg or .png"),
     };
     std::fs::write(&a.out, bytes).with_context(|| format!("cannot write {}", a.out.display()))?;
     if g.json {
-        println!("{}", serde_json::json!({ "url": url, "file": a.out.display().to_string() }));
+        println!(
+            "{}",
+            serde_json::json!({ "url": url, "file": a.out.display().to_string() })
+        );
     } else {
         println!("{url}\nQR code written to {}", a.out.display());
     }

@@ -1606,7 +1606,10 @@ mod tests {
     #[test]
     fn inputs_refuse_a_lot_named_twice() {
         let a: LotAmount = format!("{ID}:0=1kg").parse().unwrap();
-        assert_eq!(lot_inputs("--lot", std::slice::from_ref(&a)).unwrap()[0].amount, 1000);
+        assert_eq!(
+            lot_inputs("--lot", std::slice::from_ref(&a)).unwrap()[0].amount,
+            1000
+        );
         let e = lot_inputs("--lot", &[a.clone(), a]).unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
     }

@@ -255,9 +255,8 @@ pub(crate) fn check(
                     Problem::BadSignature,
                     Some(index),
                     format!(
-                        "entry {index} ({} by {}): {err}; it is forged or altered",
-                        statement.kind(),
-                        statement.issuer
+                        "entry {index} (a {}): {err}; it is forged or altered",
+                        statement.kind()
                     ),
                 );
             }

@@ -29,12 +29,6 @@ pub(crate) struct Participant {
     pub keys: Vec<KeySpan>,
 }
 
-impl Participant {
-    pub fn has_role(&self, role: proto::Role) -> bool {
-        self.declaration.roles.contains(&(role as i32))
-    }
-}
-
 /// What a key could do at an entry.
 pub(crate) enum KeyState {
     /// It spoke for this identity.
@@ -140,6 +134,20 @@ impl Identities {
         }
         counted
     }
+}
+
+/// "Marcala's", "Bristol Co-operative Roasters'".
+pub(crate) fn possessive(name: &str) -> String {
+    if name.ends_with('s') {
+        format!("{name}'")
+    } else {
+        format!("{name}'s")
+    }
+}
+
+/// "1 distinct member", "2 distinct members".
+pub(crate) fn members(n: usize) -> String {
+    format!("{n} distinct member{}", if n == 1 { "" } else { "s" })
 }
 
 /// `ed25519:1a2b3c4d…`: enough of a key to recognise it.
@@ -287,17 +295,19 @@ impl Identities {
             );
             false
         };
-        let new_key = match PublicKey::from_bytes(&r.new_key)
-            .and_then(|k| k.verifying_key().map(|_| k))
-        {
-            Ok(k) => k,
-            Err(e) => return bad(out, Problem::BadRotation, format!("new key: {e}")),
-        };
+        let new_key =
+            match PublicKey::from_bytes(&r.new_key).and_then(|k| k.verifying_key().map(|_| k)) {
+                Ok(k) => k,
+                Err(e) => return bad(out, Problem::BadRotation, format!("new key: {e}")),
+            };
         if self.keys.contains_key(&new_key) {
             return bad(
                 out,
                 Problem::KeyReused,
-                format!("the new key {new_key} already speaks for {}", self.name(&new_key)),
+                format!(
+                    "the new key {new_key} already speaks for {}",
+                    self.name(&new_key)
+                ),
             );
         }
         if !item.signers.contains(&new_key) {
@@ -313,7 +323,9 @@ impl Identities {
             };
             let need = p.declaration.guardian_threshold as usize;
             let guardians = p.guardians.clone();
-            let have = self.count_members(&item.signers, &guardians, item.index).len();
+            let have = self
+                .count_members(&item.signers, &guardians, item.index)
+                .len();
             if need == 0 || have < need {
                 return bad(
                     out,

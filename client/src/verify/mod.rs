@@ -35,6 +35,14 @@
 //! When step 1, 2 or 3 fails, the evidence itself is unsound and the later steps do not run.
 //! Otherwise every step runs and reports everything it finds.
 //!
+//! # What a bundle cannot show
+//!
+//! The verifier checks the bundle's own subject: a caller who asked a node for one product
+//! must check that the bundle is about that product (`fairtrail verify` does). And a node
+//! can leave entries out: a revocation, a dispute, another statement that consumed a lot.
+//! What is left out cannot be seen here; monitors and auditors who replay the whole log
+//! (and witnesses who cosign its checkpoints) catch a node that hides entries.
+//!
 //! # Time rules
 //!
 //! Every time check uses the log's integration time of the step (`integrated_at_ms` of its
@@ -54,8 +62,11 @@
 //! so), confirmed by the counterparty (a receipt), third-party certified, or peer (PGS)
 //! certified. Findings about signatures and proofs carry none: mathematics settles them.
 
+mod balance;
 mod certs;
 mod chain;
+mod coverage;
+mod disputes;
 mod evidence;
 mod identity;
 mod policy;
@@ -77,8 +88,8 @@ pub use policy::{
 pub use report::{
     format_date, format_time, Assurance, CertificationView, ChainView, CheckpointView,
     CoverageView, DisputeView, FarmgateView, Finding, JourneyStep, KeyView, LotView,
-    ParticipantView, PartyRef, PriceView, Problem, ProductView, QuantityView, ReceiptView,
-    Report, Severity, StatusChangeView, StepKind, StepReport, Verdict,
+    ParticipantView, PartyRef, PriceView, Problem, ProductView, QuantityView, ReceiptView, Report,
+    Severity, StatusChangeView, StepKind, StepReport, Verdict,
 };
 pub use text::render_text;
 
@@ -193,7 +204,13 @@ impl Findings {
         entry: Option<u64>,
         message: impl Into<String>,
     ) -> &mut Finding {
-        self.push(step, Severity::Warning, Some(problem), entry, message.into())
+        self.push(
+            step,
+            Severity::Warning,
+            Some(problem),
+            entry,
+            message.into(),
+        )
     }
 
     pub(crate) fn fail(
@@ -203,7 +220,13 @@ impl Findings {
         entry: Option<u64>,
         message: impl Into<String>,
     ) -> &mut Finding {
-        self.push(step, Severity::Failure, Some(problem), entry, message.into())
+        self.push(
+            step,
+            Severity::Failure,
+            Some(problem),
+            entry,
+            message.into(),
+        )
     }
 
     pub(crate) fn failed(&self, step: Step) -> bool {
@@ -240,11 +263,11 @@ pub fn verify_bundle(bundle: &Bundle, policy: &Policy) -> Report {
                 ids: &ids,
             };
             let traced = chain::trace(&ctx, &bundle.subject, &mut out);
-            chain::balance(&ctx, &traced, &mut out);
+            balance::check(&ctx, &traced, &mut out);
             let receipts = receipts::check(&ctx, &traced, &mut out);
-            let certs = certs::check(&ctx, &traced, &bundle.subject, &mut out);
+            let certs = coverage::check(&ctx, &traced, &bundle.subject, &mut out);
             let farmgate = prices::check(&ctx, &traced, &mut out);
-            let disputes = prices::disputes(&ctx, &mut out);
+            let disputes = disputes::check(&ctx, &mut out);
             view::build(&ctx, &traced, &receipts, &certs, &farmgate, disputes)
         }
         None => {

@@ -191,12 +191,10 @@ struct YieldFile {
 }
 
 fn key(field: String, text: &str) -> Result<PublicKey, PolicyError> {
-    let key: PublicKey = text
-        .parse()
-        .map_err(|source| PolicyError::BadKey {
-            field: field.clone(),
-            source,
-        })?;
+    let key: PublicKey = text.parse().map_err(|source| PolicyError::BadKey {
+        field: field.clone(),
+        source,
+    })?;
     key.verifying_key()
         .map_err(|source| PolicyError::BadKey { field, source })?;
     Ok(key)
@@ -207,7 +205,10 @@ fn keys(field: &str, texts: &[String]) -> Result<Vec<PublicKey>, PolicyError> {
     for (i, text) in texts.iter().enumerate() {
         let k = key(format!("{field}[{i}]"), text)?;
         if out.contains(&k) {
-            return Err(invalid(format!("{field}[{i}]"), format!("{k} is listed twice")));
+            return Err(invalid(
+                format!("{field}[{i}]"),
+                format!("{k} is listed twice"),
+            ));
         }
         out.push(k);
     }

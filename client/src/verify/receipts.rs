@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::chain::Traced;
+use super::identity::possessive;
 use super::report::Assurance;
 use super::{Ctx, Findings, Problem, Step};
 use crate::envelope::StatementId;
@@ -112,7 +113,10 @@ pub(crate) fn check(ctx: &Ctx<'_>, traced: &Traced, out: &mut Findings) -> Recei
                     Step::Receipts,
                     Some(Assurance::SelfDeclared),
                     entry,
-                    format!("{to} has not confirmed receiving {what}: the shipment rests on {from}'s word (the policy does not require receipts)"),
+                    format!(
+                        "{to} has not confirmed receiving {what}: the shipment rests on {} word (the policy does not require receipts)",
+                        possessive(&from)
+                    ),
                 );
             }
             continue;
@@ -172,7 +176,12 @@ pub(crate) fn check(ctx: &Ctx<'_>, traced: &Traced, out: &mut Findings) -> Recei
         }
     }
     if transfers == 0 && !out.failed(Step::Trace) {
-        out.pass(Step::Receipts, None, None, "there are no transfers to confirm");
+        out.pass(
+            Step::Receipts,
+            None,
+            None,
+            "there are no transfers to confirm",
+        );
     }
     receipts
 }

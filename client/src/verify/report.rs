@@ -197,13 +197,11 @@ impl Report {
     }
 
     pub fn failures(&self) -> impl Iterator<Item = &Finding> {
-        self.findings()
-            .filter(|f| f.severity == Severity::Failure)
+        self.findings().filter(|f| f.severity == Severity::Failure)
     }
 
     pub fn warnings(&self) -> impl Iterator<Item = &Finding> {
-        self.findings()
-            .filter(|f| f.severity == Severity::Warning)
+        self.findings().filter(|f| f.severity == Severity::Warning)
     }
 
     /// The findings of one kind of problem.
@@ -245,6 +243,9 @@ pub struct PriceView {
     pub per: QuantityView,
     /// For people, per kg (or l, or piece): "USD 4.29/kg".
     pub text: String,
+    /// For people, per the unit it was stated in: per lb when stated per pound, else as
+    /// `text`.
+    pub stated: String,
     /// Per pound, for goods counted in grams (coffee is priced per lb): "USD 1.95/lb".
     pub per_lb: Option<String>,
 }

@@ -134,7 +134,11 @@ async fn tile(State(s): State<Arc<HttpState>>, Path(path): Path<String>) -> Resp
     // Only tiles the latest checkpoint covers are final; anything beyond does not exist yet.
     if !s.store.is_published(kind, n, width) {
         s.metrics.http("tile", 404);
-        return (StatusCode::NOT_FOUND, "no such tile in the published tree\n").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "no such tile in the published tree\n",
+        )
+            .into_response();
     }
     let file = s.store.dir().join("tile").join(&path);
     match tokio::fs::read(&file).await {

@@ -573,9 +573,14 @@ impl TileWriter {
     /// width it needs. Only tidiness: a failure here leaves files the next open ignores.
     fn delete_superseded_partials(&self) {
         let dir = &self.store.dir;
-        let mut kinds: Vec<(TileKind, u64, u64)> = vec![(TileKind::Entries, self.published_size, self.size)];
+        let mut kinds: Vec<(TileKind, u64, u64)> =
+            vec![(TileKind::Entries, self.published_size, self.size)];
         for level in 0..self.edge.len() {
-            kinds.push((TileKind::Hashes(level as u8), hashes_at(self.published_size, level), hashes_at(self.size, level)));
+            kinds.push((
+                TileKind::Hashes(level as u8),
+                hashes_at(self.published_size, level),
+                hashes_at(self.size, level),
+            ));
         }
         for (kind, old_count, new_count) in kinds {
             let (old_n, new_n) = (old_count / TILE_WIDTH as u64, new_count / TILE_WIDTH as u64);

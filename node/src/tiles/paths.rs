@@ -79,7 +79,10 @@ pub fn parse(path: &str) -> Option<(TileKind, u64, usize)> {
     parts.remove(0);
     let width = match parts.as_slice() {
         [.., last, text] if last.ends_with(".p") => {
-            let w: usize = text.parse().ok().filter(|w| (1..super::tree::TILE_WIDTH).contains(w))?;
+            let w: usize = text
+                .parse()
+                .ok()
+                .filter(|w| (1..super::tree::TILE_WIDTH).contains(w))?;
             if w.to_string() != *text {
                 return None;
             }
@@ -127,10 +130,28 @@ mod tests {
 
     #[test]
     fn tile_paths_parse_back() {
-        assert_eq!(parse("0/x001/x234/067"), Some((TileKind::Hashes(0), 1234067, 256)));
+        assert_eq!(
+            parse("0/x001/x234/067"),
+            Some((TileKind::Hashes(0), 1234067, 256))
+        );
         assert_eq!(parse("1/001.p/7"), Some((TileKind::Hashes(1), 1, 7)));
-        assert_eq!(parse("entries/x001/000.p/255"), Some((TileKind::Entries, 1000, 255)));
-        for bad in ["", "0", "0/1", "0/0001", "0/x000/001", "0/001.p/0", "0/001.p/256", "0/001.p/07", "9x/001", "entries/../001", "0/001/extra"] {
+        assert_eq!(
+            parse("entries/x001/000.p/255"),
+            Some((TileKind::Entries, 1000, 255))
+        );
+        for bad in [
+            "",
+            "0",
+            "0/1",
+            "0/0001",
+            "0/x000/001",
+            "0/001.p/0",
+            "0/001.p/256",
+            "0/001.p/07",
+            "9x/001",
+            "entries/../001",
+            "0/001/extra",
+        ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }
