@@ -302,8 +302,17 @@ async fn verify_demo(
 ) -> anyhow::Result<u8> {
     let mut global = g.clone();
     global.node = url.to_owned();
-    let _ = (global, product, policy);
-    Ok(0)
+    let args = super::verify::VerifyArgs {
+        product: vec![product.gtin.clone(), product.batch.clone()],
+        lot: None,
+        bundle: None,
+        policy: policy.to_owned(),
+    };
+    println!(
+        "\nverifying the chain as a retailer would, against {}:\n",
+        policy.display()
+    );
+    super::verify::verify(&global, args).await
 }
 
 /// What the demo wrote, for printing and for the policy.
