@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{demo, ledger, qr, statements, verify};
+use cli::{audit, demo, ledger, qr, statements, verify};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -87,6 +87,9 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Fetch a product's provenance bundle and save it, for offline verification.
     Bundle(verify::BundleArgs),
+    /// Replay the whole log from a node: recompute the tree, check every signature and every
+    /// ledger rule, and report each finding with its entry.
+    Audit(audit::AuditArgs),
     /// Write the QR code of a product's GS1 Digital Link (SVG or PNG) for its label.
     Qr(qr::QrArgs),
     /// Write a realistic coffee chain to a node (starting one if needed) and verify it.
@@ -138,5 +141,6 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Bundle(a) => verify::bundle(g, a).await,
         Command::Demo(a) => demo::demo(g, a).await,
         Command::Qr(a) => qr::qr(g, a),
+        Command::Audit(a) => audit::audit(g, a).await,
     }
 }

@@ -1,6 +1,7 @@
 //! The CLI's commands and what they share: keys, the node connection, the pinned log key,
 //! signing a statement and either submitting it or writing it for later.
 
+pub mod audit;
 pub mod demo;
 pub mod ledger;
 pub mod qr;
