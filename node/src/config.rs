@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+use fairtrail_client::keys::PublicKey;
 use serde::Deserialize;
+
+use crate::limits::{Admission, AdmissionPolicy};
 
 pub const DEFAULT_DATA_DIR: &str = "./fairtrail-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -78,6 +81,46 @@ pub struct Settings {
     /// Tiles kept in memory (each about 16 KiB) [default: 4096].
     #[arg(long, env = "FAIRTRAIL_TILE_CACHE", global = true)]
     pub tile_cache: Option<usize>,
+    /// Who may declare themselves: `open` (anyone) or `endorsed` (a declaration must be
+    /// co-signed by an --operator-key) [default: open].
+    #[arg(long, env = "FAIRTRAIL_ADMISSION", global = true, value_enum)]
+    pub admission: Option<Admission>,
+    /// A network operator's public key (ed25519:<hex>) that endorses declarations; repeat
+    /// for several (in the config file: `operator-keys = [...]`).
+    #[arg(
+        long = "operator-key",
+        env = "FAIRTRAIL_OPERATOR_KEYS",
+        global = true,
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub operator_keys: Vec<PublicKey>,
+    /// Submissions per second one connection may make (0: unlimited) [default: 5000].
+    #[arg(long, env = "FAIRTRAIL_RATE_PER_CONNECTION", global = true)]
+    pub rate_per_connection: Option<u32>,
+    /// Submissions per second one issuer key may make (0: unlimited) [default: 1000].
+    #[arg(long, env = "FAIRTRAIL_RATE_PER_KEY", global = true)]
+    pub rate_per_key: Option<u32>,
+    /// gRPC connections served at once; more wait to be accepted [default: 1024].
+    #[arg(long, env = "FAIRTRAIL_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
+    /// Concurrent gRPC streams (calls) on one connection [default: 256].
+    #[arg(long, env = "FAIRTRAIL_MAX_STREAMS", global = true)]
+    pub max_streams: Option<u32>,
+    /// Seconds a unary request may take before it is cancelled [default: 30].
+    #[arg(long, env = "FAIRTRAIL_REQUEST_TIMEOUT", global = true)]
+    pub request_timeout: Option<u64>,
+}
+
+/// Abuse limits, every default filled in.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub admission: AdmissionPolicy,
+    pub rate_per_connection: u32,
+    pub rate_per_key: u32,
+    pub max_connections: usize,
+    pub max_streams: u32,
+    pub request_timeout: std::time::Duration,
 }
 
 /// The settings in force, every default filled in.
@@ -95,6 +138,7 @@ pub struct Config {
     pub max_message_bytes: usize,
     pub queue: usize,
     pub tile_cache: usize,
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +200,41 @@ impl Settings {
                 .tile_cache
                 .or(file.tile_cache)
                 .unwrap_or(DEFAULT_TILE_CACHE),
+            limits: Limits {
+                admission: AdmissionPolicy {
+                    mode: self.admission.or(file.admission).unwrap_or_default(),
+                    operators: if self.operator_keys.is_empty() {
+                        file.operator_keys
+                    } else {
+                        self.operator_keys
+                    },
+                },
+                rate_per_connection: self
+                    .rate_per_connection
+                    .or(file.rate_per_connection)
+                    .unwrap_or(5000),
+                rate_per_key: self.rate_per_key.or(file.rate_per_key).unwrap_or(1000),
+                max_connections: self
+                    .max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(1024)
+                    .max(1),
+                max_streams: self.max_streams.or(file.max_streams).unwrap_or(256).max(1),
+                request_timeout: std::time::Duration::from_secs(
+                    self.request_timeout
+                        .or(file.request_timeout)
+                        .unwrap_or(30)
+                        .max(1),
+                ),
+            },
         };
+        if config.limits.admission.mode == Admission::Endorsed
+            && config.limits.admission.operators.is_empty()
+        {
+            return Err(ConfigError::Invalid(
+                "admission is endorsed but no --operator-key is given: name the keys that endorse declarations".into(),
+            ));
+        }
         if config.max_message_bytes < 64 * 1024 {
             return Err(ConfigError::Invalid(format!(
                 "max-message-bytes is {}; it must be at least 65536 to carry one statement",

@@ -1,6 +1,7 @@
 //! The gRPC `fairtrail.v1.LedgerService`: submissions go to the sequencer, reads come from
 //! the published snapshot of the tiles. Errors become `Status` in [`status`] alone.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::index::{Index, IndexError};
+use crate::limits::RateLimiter;
 use crate::sequencer::{Accepted, SequencerHandle, SubmitError};
 use crate::tiles::{Snapshot, StoreError, TileStore};
 
@@ -23,7 +25,13 @@ pub struct Ledger {
     store: Arc<TileStore>,
     index: Index,
     verifier_key: String,
+    /// Submissions per connection (by peer address): checked before anything is decoded,
+    /// so a flood costs the node almost nothing.
+    per_connection: Arc<RateLimiter<Option<SocketAddr>>>,
 }
+
+/// Envelopes of one stream being sequenced at once; the stream is read no faster.
+const STREAM_IN_FLIGHT: usize = 4096;
 
 impl Ledger {
     pub fn new(
@@ -31,14 +39,22 @@ impl Ledger {
         store: Arc<TileStore>,
         index: Index,
         verifier_key: String,
+        per_connection: RateLimiter<Option<SocketAddr>>,
     ) -> Self {
         Ledger {
             sequencer,
             store,
             index,
             verifier_key,
+            per_connection: Arc::new(per_connection),
         }
     }
+}
+
+fn rate_limited() -> Status {
+    status(LedgerError::Submit(SubmitError::RateLimited(
+        "this connection is submitting faster than the node allows; slow down and retry".into(),
+    )))
 }
 
 /// Every error a ledger call can meet.
@@ -72,6 +88,8 @@ pub fn status(e: LedgerError) -> Status {
             Status::invalid_argument(e.to_string())
         }
         LedgerError::Submit(SubmitError::Rejected(e)) => Status::failed_precondition(e.to_string()),
+        LedgerError::Submit(SubmitError::NotAdmitted(m)) => Status::permission_denied(m),
+        LedgerError::Submit(SubmitError::RateLimited(m)) => Status::resource_exhausted(m),
         LedgerError::Submit(SubmitError::Unavailable(m)) => Status::unavailable(m),
         LedgerError::Submit(SubmitError::Internal(m)) => internal(&m),
         LedgerError::Store(StoreError::OutOfRange { index, size }) => {
@@ -225,6 +243,9 @@ impl LedgerService for Ledger {
         &self,
         request: Request<proto::SubmitRequest>,
     ) -> Result<Response<proto::SubmitResponse>, Status> {
+        if !self.per_connection.allow(&request.remote_addr(), 1) {
+            return Err(rate_limited());
+        }
         let envelope = request
             .into_inner()
             .envelope
@@ -244,8 +265,11 @@ impl LedgerService for Ledger {
         &self,
         request: Request<Streaming<proto::SubmitStreamRequest>>,
     ) -> Result<Response<Self::SubmitStreamStream>, Status> {
+        let peer = request.remote_addr();
+        let per_connection = self.per_connection.clone();
         let mut requests = request.into_inner();
         let sequencer = self.sequencer.clone();
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(STREAM_IN_FLIGHT));
         // Each envelope is submitted as it arrives, without waiting for the previous receipt,
         // so one stream fills whole group commits; answers go back as they complete.
         let (tx, rx) =
@@ -258,8 +282,12 @@ impl LedgerService for Ledger {
                         Some(Ok(req)) => {
                             let sequencer = sequencer.clone();
                             let tx = tx.clone();
+                            let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+                            let allowed = per_connection.allow(&peer, 1);
                             pending.spawn(async move {
+                                let _permit = permit;
                                 let result = match req.envelope {
+                                    _ if !allowed => Err(rate_limited()),
                                     None => Err(status(LedgerError::Submit(SubmitError::MissingEnvelope))),
                                     Some(envelope) => sequencer.submit(envelope).await.map_err(|e| status(e.into())),
                                 };

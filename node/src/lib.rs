@@ -8,6 +8,7 @@
 //! - [`tiles`]: the log on disk as C2SP tlog-tiles, durable at every commit; proofs.
 //! - [`index`]: sled indexes derived from the log, replayed from it after a crash.
 //! - [`ledger`]: the gRPC `fairtrail.v1.LedgerService`.
+//! - [`limits`]: admission policy and rate limits.
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`provenance`]: the gRPC `fairtrail.v1.ProvenanceService`: bundles, participants, lots.
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod http;
 pub mod index;
 pub mod ledger;
+pub mod limits;
 pub mod metrics;
 pub mod provenance;
 pub mod sequencer;

@@ -21,6 +21,7 @@ use fairtrail_client::entry::{encode_leaf, LeafError};
 use fairtrail_client::envelope::{
     verify_batch, Envelope, EnvelopeError, StatementId, VerifiedEnvelope,
 };
+use fairtrail_client::keys::PublicKey;
 use fairtrail_client::merkle::{leaf_hash, Hash};
 use fairtrail_client::note::NoteSigner;
 use fairtrail_client::proto;
@@ -29,6 +30,7 @@ use fairtrail_client::statement::{now_ms, Statement, StatementError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::index::{Index, IndexError};
+use crate::limits::{AdmissionPolicy, RateLimiter};
 use crate::metrics::Metrics;
 use crate::tiles::{Snapshot, StoreError, TileStore, TileWriter};
 
@@ -49,6 +51,12 @@ pub enum SubmitError {
     /// The ledger rules refuse the statement.
     #[error(transparent)]
     Rejected(RuleError),
+    /// The node's admission policy refuses the declaration.
+    #[error("{0}")]
+    NotAdmitted(String),
+    /// Too many submissions from one connection or key.
+    #[error("{0}")]
+    RateLimited(String),
     /// The sequencer stopped (shutting down, or after a storage failure).
     #[error("the sequencer is not running: {0}")]
     Unavailable(String),
@@ -118,6 +126,8 @@ impl Sequencer {
         signer: NoteSigner,
         queue: usize,
         metrics: Arc<Metrics>,
+        admission: AdmissionPolicy,
+        per_key: RateLimiter<PublicKey>,
     ) -> std::io::Result<(Sequencer, SequencerHandle)> {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let (verified_tx, verified_rx) = std_mpsc::sync_channel::<Vec<Verified>>(4);
@@ -137,6 +147,8 @@ impl Sequencer {
             failed: failed.clone(),
             last_integrated_ms,
             metrics,
+            admission,
+            per_key,
         };
         let committer = std::thread::Builder::new()
             .name("committer".into())
@@ -219,6 +231,10 @@ struct Committer {
     failed: Arc<AtomicBool>,
     last_integrated_ms: u64,
     metrics: Arc<Metrics>,
+    admission: AdmissionPolicy,
+    /// Submissions per issuer key: counted after signatures verify, so nobody can spend
+    /// another key's allowance by naming it.
+    per_key: RateLimiter<PublicKey>,
 }
 
 /// A storage failure: fatal to the sequencer.
@@ -297,6 +313,19 @@ impl Committer {
                     continue;
                 }
             };
+            if let Err(message) = self.admission.check(&v.envelope, &v.statement) {
+                Metrics::add(&self.metrics.submissions_rejected, 1);
+                let _ = v.reply.send(Err(SubmitError::NotAdmitted(message)));
+                continue;
+            }
+            if !self.per_key.allow(&v.statement.issuer, 1) {
+                Metrics::add(&self.metrics.submissions_rejected, 1);
+                let _ = v.reply.send(Err(SubmitError::RateLimited(format!(
+                    "key {} is submitting faster than this node allows; slow down and retry",
+                    v.statement.issuer
+                ))));
+                continue;
+            }
             let at = Position {
                 index: base + leaves.len() as u64,
                 integrated_at_ms: integrated_at,

@@ -18,12 +18,12 @@ use fairtrail_client::proto;
 use fairtrail_client::rules::{self, Overlay, Position, RuleError};
 use fairtrail_client::statement::Statement;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::config::{check_origin, Config, DEFAULT_ORIGIN};
+use crate::config::{check_origin, Config, Limits, DEFAULT_ORIGIN};
 use crate::http::{self, page::PageCache, HttpState};
 use crate::index::Index;
 use crate::ledger::Ledger;
+use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::provenance::{Provenance, ProvenanceRpc};
 use crate::sequencer::{Sequencer, SequencerHandle};
@@ -164,10 +164,18 @@ impl Node {
         self,
         queue: usize,
         metrics: Arc<Metrics>,
+        limits: &Limits,
     ) -> anyhow::Result<(Sequencer, SequencerHandle, Arc<TileStore>, Index, String)> {
         let verifier_key = self.signer.verifier().to_text();
-        let (sequencer, handle) =
-            Sequencer::start(self.writer, self.index.clone(), self.signer, queue, metrics)?;
+        let (sequencer, handle) = Sequencer::start(
+            self.writer,
+            self.index.clone(),
+            self.signer,
+            queue,
+            metrics,
+            limits.admission.clone(),
+            RateLimiter::new(limits.rate_per_key, limits.rate_per_key.saturating_mul(5)),
+        )?;
         Ok((sequencer, handle, self.store, self.index, verifier_key))
     }
 }
@@ -264,10 +272,21 @@ pub async fn run(
     on_ready();
     let metrics = Arc::new(Metrics::default());
     let (sequencer, handle, store, index, verifier_key) =
-        node.start(config.queue, metrics.clone())?;
+        node.start(config.queue, metrics.clone(), &config.limits)?;
     let Sequencer { threads, fatal } = sequencer;
 
-    let ledger = Ledger::new(handle, store.clone(), index.clone(), verifier_key.clone());
+    let limits = &config.limits;
+    let per_connection = RateLimiter::new(
+        limits.rate_per_connection,
+        limits.rate_per_connection.saturating_mul(2),
+    );
+    let ledger = Ledger::new(
+        handle,
+        store.clone(),
+        index.clone(),
+        verifier_key.clone(),
+        per_connection,
+    );
     let ledger = proto::ledger_service_server::LedgerServiceServer::new(ledger)
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(config.max_message_bytes);
@@ -322,11 +341,18 @@ pub async fn run(
         stopped(stop_rx.clone()),
     ));
     tonic::transport::Server::builder()
+        .timeout(limits.request_timeout)
+        .max_concurrent_streams(Some(limits.max_streams))
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
         .add_service(health)
         .add_service(reflection)
         .add_service(ledger)
         .add_service(provenance_rpc)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), stopped(stop_rx))
+        .serve_with_incoming_shutdown(
+            crate::limits::limit_connections(listeners.grpc, limits.max_connections),
+            stopped(stop_rx),
+        )
         .await?;
     if let Ok(Err(e)) = http.await {
         tracing::warn!(error = %e, "the HTTP server stopped with an error");
