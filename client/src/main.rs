@@ -40,6 +40,10 @@ pub struct Global {
     /// [default: ~/.fairtrail/state.json].
     #[arg(long, env = "FAIRTRAIL_STATE", global = true)]
     pub state: Option<PathBuf>,
+    /// The certificate authority (PEM) that signed an https:// node's certificate; without
+    /// it, the web's usual roots.
+    #[arg(long, env = "FAIRTRAIL_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
     /// Print JSON for scripts instead of text for people.
     #[arg(long, global = true)]
     pub json: bool,
@@ -98,6 +102,10 @@ pub enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(ca) = &cli.global.ca_cert {
+        // The connection code reads it from here, whichever command connects.
+        std::env::set_var("FAIRTRAIL_CA_CERT", ca);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

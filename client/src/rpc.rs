@@ -1,7 +1,7 @@
 //! A thin gRPC client for a Fairtrail node. It returns what the node said; checking it is
 //! the caller's job with [`crate::receipt`], [`crate::checkpoint`] and [`crate::merkle`].
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::proto;
 use crate::proto::ledger_service_client::LedgerServiceClient;
@@ -26,6 +26,8 @@ pub enum RpcError {
         #[source]
         source: tonic::transport::Error,
     },
+    #[error("TLS to {url}: {reason}")]
+    Tls { url: String, reason: String },
     #[error("the node refused: {code:?}: {message}")]
     Status { code: tonic::Code, message: String },
 }
@@ -57,14 +59,35 @@ pub struct NodeClient {
 }
 
 impl NodeClient {
+    /// Connects to `url`. An `https://` node is checked against the certificate authority in
+    /// the PEM file named by `FAIRTRAIL_CA_CERT` (the CLI's `--ca-cert`), else the web's roots.
     pub async fn connect(url: &str) -> Result<Self, RpcError> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|source| RpcError::BadUrl {
-                url: url.to_owned(),
-                source,
-            })?
+        let ca = std::env::var_os("FAIRTRAIL_CA_CERT").map(std::path::PathBuf::from);
+        Self::connect_with_ca(url, ca.as_deref()).await
+    }
+
+    /// Connects to `url`, trusting `ca` (a PEM file) for an `https://` node, or the web's
+    /// roots when `None`.
+    pub async fn connect_with_ca(url: &str, ca: Option<&std::path::Path>) -> Result<Self, RpcError> {
+        let mut endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|source| RpcError::BadUrl { url: url.to_owned(), source })?
             .connect_timeout(std::time::Duration::from_secs(10))
             .tcp_nodelay(true);
+        if url.starts_with("https://") {
+            let tls = match ca {
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|e| RpcError::Tls {
+                        url: url.to_owned(),
+                        reason: format!("cannot read the CA certificate {}: {e}", path.display()),
+                    })?;
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+                }
+                None => ClientTlsConfig::new().with_webpki_roots(),
+            };
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|source| RpcError::BadUrl { url: url.to_owned(), source })?;
+        }
         let channel = endpoint
             .connect()
             .await

@@ -107,6 +107,12 @@ pub struct Settings {
     /// Concurrent gRPC streams (calls) on one connection [default: 256].
     #[arg(long, env = "FAIRTRAIL_MAX_STREAMS", global = true)]
     pub max_streams: Option<u32>,
+    /// TLS certificate chain (PEM) for gRPC and HTTP; with --tls-key, the node serves TLS only.
+    #[arg(long, env = "FAIRTRAIL_TLS_CERT", global = true, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) matching --tls-cert; refused if others can read it.
+    #[arg(long, env = "FAIRTRAIL_TLS_KEY", global = true, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Seconds a unary request may take before it is cancelled [default: 30].
     #[arg(long, env = "FAIRTRAIL_REQUEST_TIMEOUT", global = true)]
     pub request_timeout: Option<u64>,
@@ -139,6 +145,8 @@ pub struct Config {
     pub queue: usize,
     pub tile_cache: usize,
     pub limits: Limits,
+    /// Certificate chain and key (PEM files), when the node serves TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +208,11 @@ impl Settings {
                 .tile_cache
                 .or(file.tile_cache)
                 .unwrap_or(DEFAULT_TILE_CACHE),
+            tls: match (self.tls_cert.or(file.tls_cert), self.tls_key.or(file.tls_key)) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => return Err(ConfigError::Invalid("give both --tls-cert and --tls-key, or neither".into())),
+            },
             limits: Limits {
                 admission: AdmissionPolicy {
                     mode: self.admission.or(file.admission).unwrap_or_default(),

@@ -252,6 +252,30 @@ fn replay(state: &mut Overlay<'_>, leaf: &Leaf, index: u64) -> anyhow::Result<()
     }
 }
 
+/// Reads a TLS certificate chain and private key (PEM), refusing a key file that group or
+/// others can read: it is as secret as the log key.
+pub fn read_tls_files(cert: &Path, key: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(key)
+            .map_err(|e| anyhow::anyhow!("cannot read TLS key {}: {e}", key.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "TLS key {} can be read by other users (mode {:o}); run `chmod 600 {}`",
+                key.display(),
+                mode & 0o777,
+                key.display()
+            );
+        }
+    }
+    let cert_pem = fs::read(cert).map_err(|e| anyhow::anyhow!("cannot read TLS certificate {}: {e}", cert.display()))?;
+    let key_pem = fs::read(key).map_err(|e| anyhow::anyhow!("cannot read TLS key {}: {e}", key.display()))?;
+    Ok((cert_pem, key_pem))
+}
+
 /// The listeners a node serves on, bound before it starts (so a caller can bind port 0
 /// and learn the port).
 pub struct Listeners {
@@ -340,7 +364,12 @@ pub async fn run(
         http_state,
         stopped(stop_rx.clone()),
     ));
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some((cert, key)) = &config.tls {
+        let (cert, key) = read_tls_files(cert, key)?;
+        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key)))?;
+    }
+    builder
         .timeout(limits.request_timeout)
         .max_concurrent_streams(Some(limits.max_streams))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))

@@ -64,15 +64,20 @@ By = 4 * pow(5, p - 2, p) % p
 Bx = decode_point(encode((0, By)))[0]  # even root
 B = decode_point(By.to_bytes(32, 'little'))
 def verify_sig(A_bytes, A, M, sig):
+    # SPEC 2.4: R canonical and not of small order, S < L, then the cofactored equation
+    # [8](S*B - k*A - R) = identity (ZIP 215), which batch verification agrees with.
     if len(sig) != 64: return False
     S = int.from_bytes(sig[32:], 'little')
     if S >= L: return False
     try: R = decode_point(sig[:32])
     except Reject: return False
+    if encode(R) != sig[:32]: return False
     if small_order(R): return False
     k = int.from_bytes(hashlib.sha512(sig[:32] + A_bytes + M).digest(), 'little') % L
     negA = ((p - A[0]) % p, A[1])
-    return encode(padd(pmul(S, B), pmul(k, negA))) == sig[:32]
+    negR = ((p - R[0]) % p, R[1])
+    D = padd(padd(pmul(S, B), pmul(k, negA)), negR)
+    return pmul(8, D) == (0, 1)
 
 # ---- 1.4 protobuf
 def varint(buf, i, end):

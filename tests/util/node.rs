@@ -28,7 +28,11 @@ pub struct TestNode {
     stdout: Option<Lines<BufReader<ChildStdout>>>,
     /// Where the running (or last) node served gRPC.
     addr: SocketAddr,
+    /// Where the running (or last) node served HTTP, when it said.
+    http: Option<SocketAddr>,
     data_dir: PathBuf,
+    /// Flags added to every start (TLS, admission, limits).
+    args: Vec<String>,
     /// The node's stderr (its tracing log), appended across restarts.
     log_path: PathBuf,
     /// Owns `data_dir` and `log_path`; declared last so it is removed after the child is
@@ -45,6 +49,12 @@ impl TestNode {
     /// Starts a node on a new data directory that `prepare` fills first (for example with
     /// another log's key).
     pub async fn start_with(prepare: impl FnOnce(&Path)) -> TestNode {
+        Self::start_with_args(prepare, Vec::new()).await
+    }
+
+    /// Starts a node with extra flags. With `--tls-cert`, the node serves TLS only, so the
+    /// start does not probe it in plain text: `url()` is then `https://`.
+    pub async fn start_with_args(prepare: impl FnOnce(&Path), args: Vec<String>) -> TestNode {
         let root = tempfile::Builder::new()
             .prefix("fairtrail-e2e-")
             .tempdir()
@@ -52,19 +62,37 @@ impl TestNode {
         let data_dir = root.path().join("data");
         std::fs::create_dir(&data_dir).expect("cannot create the data directory");
         prepare(&data_dir);
-        let spawned = spawn(&data_dir, &root.path().join("node.log")).await;
+        let spawned = spawn(&data_dir, &root.path().join("node.log"), &args).await;
         TestNode {
             child: Some(spawned.child),
             stdout: Some(spawned.stdout),
             addr: spawned.grpc,
+            http: spawned.http,
             log_path: root.path().join("node.log"),
             data_dir,
+            args,
             _root: root,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The base URL of the node's HTTP side (pages, bundles, checkpoint, tiles, metrics).
+    pub fn http_url(&self) -> String {
+        let addr = self.http.expect("the node did not say where it serves HTTP");
+        format!("http://{addr}")
+    }
+
+    /// Where the node serves HTTP.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.expect("the node did not say where it serves HTTP")
+    }
+
+    fn tls(&self) -> bool {
+        self.args.iter().any(|a| a == "--tls-cert")
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -137,10 +165,11 @@ impl TestNode {
         if self.child.is_some() {
             self.stop().await;
         }
-        let spawned = spawn(&self.data_dir, &self.log_path).await;
+        let spawned = spawn(&self.data_dir, &self.log_path, &self.args).await;
         self.child = Some(spawned.child);
         self.stdout = Some(spawned.stdout);
         self.addr = spawned.grpc;
+        self.http = spawned.http;
     }
 }
 
@@ -164,10 +193,11 @@ struct Spawned {
     child: Child,
     stdout: Lines<BufReader<ChildStdout>>,
     grpc: SocketAddr,
+    http: Option<SocketAddr>,
 }
 
 /// Spawns the node and reads the one line that says where it listens.
-async fn spawn(data_dir: &Path, log_path: &Path) -> Spawned {
+async fn spawn(data_dir: &Path, log_path: &Path, args: &[String]) -> Spawned {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -182,6 +212,7 @@ async fn spawn(data_dir: &Path, log_path: &Path) -> Spawned {
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
@@ -222,7 +253,10 @@ async fn spawn(data_dir: &Path, log_path: &Path) -> Spawned {
             .await
             .map_err(|e| e.to_string())
     };
-    if let Err(e) = ready.await {
+    // A TLS node is probed by its test, which holds the certificate authority.
+    let tls = args.iter().any(|a| a == "--tls-cert");
+    let probe = if tls { Ok(()) } else { ready.await.map(|_| ()) };
+    if let Err(e) = probe {
         panic!(
             "the node at {grpc} says it listens but does not answer ({e}); its log:\n{}",
             tail(log_path)
@@ -232,6 +266,7 @@ async fn spawn(data_dir: &Path, log_path: &Path) -> Spawned {
         child,
         stdout,
         grpc,
+        http,
     }
 }
 
