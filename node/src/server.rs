@@ -15,6 +15,7 @@ use fairtrail_client::keys::{
 use fairtrail_client::merkle;
 use fairtrail_client::note::NoteSigner;
 use fairtrail_client::proto;
+use fairtrail_client::rules::records::{key, prefix};
 use fairtrail_client::rules::{self, Overlay, Position, RuleError};
 use fairtrail_client::statement::Statement;
 use tokio::net::TcpListener;
@@ -247,6 +248,12 @@ fn replay(state: &mut Overlay<'_>, leaf: &Leaf, index: u64) -> anyhow::Result<()
         Ok(inner) => inner,
         Err(reason) => {
             tracing::error!(index, %reason, "a logged entry fails the ledger rules on replay");
+            // It is in the log all the same: it can be read by its id, and resubmitting it
+            // must not append it twice.
+            state.put(
+                key(prefix::STATEMENT, &[leaf.statement_id.as_bytes()]),
+                index.to_be_bytes().to_vec(),
+            );
             Ok(())
         }
     }

@@ -50,7 +50,12 @@ pub fn qr(g: &Global, a: QrArgs) -> anyhow::Result<u8> {
         Some("png") => qr::to_png(&code, module as usize)?,
         _ => bail!("--out must end in .svg or .png"),
     };
-    std::fs::write(&a.out, bytes).with_context(|| format!("cannot write {}", a.out.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&a.out)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", a.out.display()))?;
+    std::io::Write::write_all(&mut file, &bytes).with_context(|| format!("cannot write {}", a.out.display()))?;
     if g.json {
         println!(
             "{}",

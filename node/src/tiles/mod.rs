@@ -710,7 +710,7 @@ fn read_bundle(path: &Path, width: usize) -> Result<Vec<Bytes>, StoreError> {
 }
 
 /// Removes every tile of `kind` beyond `count` entries: full tiles from index `count / 256`
-/// on and every partial tile except the one of width `count % 256`.
+/// on, and every partial tile wider than `count % 256` (or of a later tile).
 fn remove_beyond(dir: &Path, kind: TileKind, count: u64) -> Result<(), StoreError> {
     if !paths::level_exists(dir, kind) {
         return Ok(());
@@ -730,8 +730,10 @@ fn remove_beyond(dir: &Path, kind: TileKind, count: u64) -> Result<(), StoreErro
             found = true;
             for entry in fs::read_dir(&partials).map_err(io_err(&partials))? {
                 let entry = entry.map_err(io_err(&partials))?;
-                let keep =
-                    n == edge_n && entry.file_name().to_str() == Some(&keep_width.to_string());
+                // Partials up to the checkpoint's width are committed: clients holding an
+                // older checkpoint still read them. Wider ones were never acknowledged.
+                let width = entry.file_name().to_str().and_then(|w| w.parse::<usize>().ok());
+                let keep = n == edge_n && width.is_some_and(|w| w >= 1 && w <= keep_width);
                 if !keep {
                     let p = entry.path();
                     fs::remove_file(&p).map_err(io_err(&p))?;
