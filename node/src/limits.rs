@@ -115,27 +115,6 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bucket_allows_its_burst_then_its_rate() {
-        let limiter = RateLimiter::new(10, 20);
-        let allowed = (0..100).filter(|_| limiter.allow(&"a", 1)).count();
-        assert!((20..=22).contains(&allowed), "{allowed}");
-        assert!(limiter.allow(&"b", 1), "keys have their own buckets");
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        assert!(limiter.allow(&"a", 1), "the bucket refills");
-    }
-
-    #[test]
-    fn zero_means_unlimited() {
-        let limiter = RateLimiter::new(0, 0);
-        assert!((0..10_000).all(|_| limiter.allow(&1u8, 1)));
-    }
-}
-
 /// A connection that holds one of the node's connection slots for as long as it lives.
 pub struct LimitedStream {
     inner: tokio::net::TcpStream,
@@ -233,4 +212,25 @@ pub fn limit_connections(
         }
     });
     tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_its_rate() {
+        let limiter = RateLimiter::new(10, 20);
+        let allowed = (0..100).filter(|_| limiter.allow(&"a", 1)).count();
+        assert!((20..=22).contains(&allowed), "{allowed}");
+        assert!(limiter.allow(&"b", 1), "keys have their own buckets");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(limiter.allow(&"a", 1), "the bucket refills");
+    }
+
+    #[test]
+    fn zero_means_unlimited() {
+        let limiter = RateLimiter::new(0, 0);
+        assert!((0..10_000).all(|_| limiter.allow(&1u8, 1)));
+    }
 }

@@ -10,11 +10,21 @@
 //! - [`cli`]: running the `fairtrail` CLI.
 //! - [`grpc`]: connections, submissions on both paths, reads, checked receipts.
 //! - [`statements`]: signed statements to submit.
+//! - [`writer`]: statements signed with deterministic keys, written with checked receipts.
+//! - [`chain`]: a whole coffee chain written to a node, with knobs that break one thing.
+//! - [`verdict`]: `fairtrail verify --json` and its report.
+//! - [`tiles`]: a node's log on disk as tlog-tiles: tampered with, rewritten, forged.
+//! - [`http`]: a raw HTTP/1.1 client, and a node serving the demo chain's consumer pages.
 
+pub mod chain;
 mod cli;
 mod grpc;
+pub mod http;
 mod node;
 mod statements;
+pub mod tiles;
+pub mod verdict;
+pub mod writer;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

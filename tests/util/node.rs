@@ -82,13 +82,12 @@ impl TestNode {
 
     /// The base URL of the node's HTTP side (pages, bundles, checkpoint, tiles, metrics).
     pub fn http_url(&self) -> String {
-        let addr = self.http.expect("the node did not say where it serves HTTP");
-        format!("http://{addr}")
+        format!("http://{}", self.http_addr())
     }
 
     /// Where the node serves HTTP.
     pub fn http_addr(&self) -> SocketAddr {
-        self.http.expect("the node did not say where it serves HTTP")
+        self.http.expect("no HTTP address in the node's first line")
     }
 
     fn tls(&self) -> bool {

@@ -1,7 +1,15 @@
-//! The one message catalogue of the consumer pages: every text a person reads, in English and
-//! Spanish. A new language is one more `Messages` value.
+//! The one message catalogue of the consumer pages: every text a person reads, in English
+//! (`en`) and Spanish (`es`), and the plain text of each problem the verifier names
+//! (`problems`). A new language is one more `Messages` value and one more column there.
 
+mod en;
+mod es;
+mod problems;
+
+pub use en::EN;
+pub use es::ES;
 use fairtrail_client::gs1::Gs1Error;
+pub use problems::problem_text;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Lang {
@@ -10,6 +18,9 @@ pub enum Lang {
 }
 
 impl Lang {
+    /// Every language the pages speak, in the order the language switch lists them.
+    pub const ALL: [Lang; 2] = [Lang::En, Lang::Es];
+
     /// `?lang=` wins; then the first supported language of `Accept-Language` (by q-value);
     /// then English.
     pub fn choose(query: Option<&str>, accept_language: Option<&str>) -> Lang {
@@ -95,9 +106,14 @@ impl Lang {
     }
 }
 
-/// Every text of the pages. Texts with `{}` are filled in order by [`fill`].
+/// Every text of the pages. Texts with `{}` are filled in order by [`fill`]. Names, places,
+/// commodities and reasons come from the log as written and are never translated.
 pub struct Messages {
+    // The site, its start page and its errors.
     pub site: &'static str,
+    /// This language's own name, for the language switch.
+    pub lang_name: &'static str,
+    pub language: &'static str,
     pub home_intro: &'static str,
     pub home_size: &'static str,
     pub no_such_page: &'static str,
@@ -106,163 +122,178 @@ pub struct Messages {
     pub internal_error: &'static str,
     pub error_title: &'static str,
     pub back_home: &'static str,
+
+    // The verdict.
+    pub verdict: &'static str,
     pub verdict_verified: &'static str,
     pub verdict_warnings: &'static str,
     pub verdict_failed: &'static str,
+    /// The badge when no trust policy was applied (none configured, or unreadable).
+    pub verdict_unjudged: &'static str,
     pub verdict_explain: &'static str,
+    pub policy_named: &'static str,
+    pub policy_none: &'static str,
+    pub policy_unreadable: &'static str,
+    /// Steps 1 to 3 (checkpoint, inclusion, signatures) together, when all passed.
+    pub evidence_ok: &'static str,
+    /// What each of the verifier's ten steps established, when it passed.
+    pub step_ok: [&'static str; 10],
+    /// The verifier's ten steps, by number.
+    pub step_title: [&'static str; 10],
+    pub step_not_run: &'static str,
+    pub sev_pass: &'static str,
+    pub sev_warning: &'static str,
+    pub sev_failure: &'static str,
+
+    // The product.
     pub product: &'static str,
     pub batch: &'static str,
     pub serial: &'static str,
+    pub grown_by: &'static str,
+
+    // The journey.
     pub journey: &'static str,
+    pub journey_note: &'static str,
+    pub journey_empty: &'static str,
     pub step_harvest: &'static str,
     pub step_transfer: &'static str,
     pub step_transformation: &'static str,
     pub step_binding: &'static str,
-    pub signed_by: &'static str,
+    pub place: &'static str,
     pub logged_on: &'static str,
+    pub signed_by: &'static str,
+    pub harvested: &'static str,
+    pub harvest_period: &'static str,
+    pub shipped: &'static str,
+    pub shipped_to: &'static str,
+    pub used: &'static str,
+    pub made: &'static str,
+    pub contains: &'static str,
+    pub price: &'static str,
+    pub yield_label: &'static str,
+    pub lot: &'static str,
+    pub receipt: &'static str,
+    pub receipt_confirmed: &'static str,
+    pub receipt_disputed: &'static str,
+    pub no_receipt: &'static str,
+    pub assurance: &'static str,
+    pub step_certified: &'static str,
+    pub cert_in_force: &'static str,
+    pub cert_not_counted: &'static str,
+    pub disputed_tag: &'static str,
+
+    // What the farmers were paid.
     pub farmers_paid: &'static str,
     pub price_paid: &'static str,
     pub minimum: &'static str,
     pub premium: &'static str,
     pub premium_minimum: &'static str,
-    pub farmers: &'static str,
-    pub price_chart_alt: &'static str,
+    pub farmer_households: &'static str,
+    pub total_paid: &'static str,
+    pub meets_minimum: &'static str,
+    pub below_minimum: &'static str,
+    pub not_compared: &'static str,
+    pub not_stated: &'static str,
+    pub no_minimum: &'static str,
+    pub price_chart: &'static str,
+
+    // Certifications.
     pub certifications: &'static str,
+    pub holder: &'static str,
     pub certified_by: &'static str,
+    pub certificate: &'static str,
     pub valid: &'static str,
+    pub valid_range: &'static str,
+    pub scope: &'static str,
     pub peers: &'static str,
+    pub quorum: &'static str,
+    pub status_revoked: &'static str,
+    pub status_suspended: &'static str,
+    pub status_reinstated: &'static str,
+    pub not_trusted: &'static str,
     pub no_certification: &'static str,
+
+    // How sure each claim is.
     pub assurance_self: &'static str,
     pub assurance_counterparty: &'static str,
     pub assurance_third_party: &'static str,
     pub assurance_peer: &'static str,
     pub assurance_legend: &'static str,
+    pub legend_self: &'static str,
+    pub legend_counterparty: &'static str,
+    pub legend_third_party: &'static str,
+    pub legend_peer: &'static str,
+
+    // Disputes.
     pub disputes: &'static str,
-    pub open_dispute: &'static str,
+    pub dispute_text: &'static str,
+    pub no_disputes: &'static str,
+
+    // What could not be verified, and every check.
     pub not_verified: &'static str,
     pub nothing_unverified: &'static str,
+    pub self_declared_note: &'static str,
+    pub details_en: &'static str,
     pub checks: &'static str,
+
+    // The proof.
     pub proof: &'static str,
     pub proof_text: &'static str,
     pub download_bundle: &'static str,
     pub json_view: &'static str,
-    pub received_confirmed: &'static str,
-    pub received_disputed: &'static str,
-    pub no_receipt: &'static str,
-    pub language: &'static str,
+    pub verify_yourself: &'static str,
+    pub entry: &'static str,
+
+    // Statement kinds and roles, for disputes and certification scopes.
+    pub kind_declaration: &'static str,
+    pub kind_key_rotation: &'static str,
+    pub kind_certification: &'static str,
+    pub kind_revocation: &'static str,
+    pub kind_receipt: &'static str,
+    pub kind_dispute: &'static str,
+    pub role_producer: &'static str,
+    pub role_cooperative: &'static str,
+    pub role_trader: &'static str,
+    pub role_processor: &'static str,
+    pub role_retailer: &'static str,
+    pub role_certifier: &'static str,
+    pub role_monitor: &'static str,
 }
 
-pub static EN: Messages = Messages {
-    site: "Fairtrail",
-    home_intro: "This node keeps a public, verifiable record of fair-trade supply chains. Scan the QR code on a package to see where it comes from.",
-    home_size: "Statements in the log: {}",
-    no_such_page: "There is no page at this address.",
-    bad_link: "This product link is not valid.",
-    unknown_product: "This product is not in the record. The code may be mistyped, or the product was never registered here.",
-    internal_error: "Something went wrong on our side. Please try again later.",
-    error_title: "Sorry",
-    back_home: "Back to the start",
-    verdict_verified: "Verified",
-    verdict_warnings: "Verified, with warnings",
-    verdict_failed: "Not verified",
-    verdict_explain: "Checked by this page against the signed public record and the trust policy of {}, not taken on anyone's word.",
-    product: "Product",
-    batch: "Batch",
-    serial: "Serial",
-    journey: "The journey",
-    step_harvest: "Harvest",
-    step_transfer: "Shipment",
-    step_transformation: "Processing",
-    step_binding: "Packed for sale",
-    signed_by: "Signed by",
-    logged_on: "Recorded",
-    farmers_paid: "What the farmers were paid",
-    price_paid: "Paid",
-    minimum: "Fair-trade minimum",
-    premium: "Premium paid",
-    premium_minimum: "Required premium",
-    farmers: "farming households",
-    price_chart_alt: "Bar chart: price paid to farmers compared with the fair-trade minimum and the premium.",
-    certifications: "Certifications",
-    certified_by: "Certified by",
-    valid: "Valid",
-    peers: "Peer reviewers",
-    no_certification: "No certification recorded.",
-    assurance_self: "self-declared",
-    assurance_counterparty: "confirmed by the other party",
-    assurance_third_party: "certified by an independent body",
-    assurance_peer: "certified by peer farmers",
-    assurance_legend: "How sure is each claim? Self-declared: the participant says so. Confirmed: the other party signed too. Certified: an independent body or a group of peers checked it.",
-    disputes: "Open disputes",
-    open_dispute: "Disputed by {}: {}",
-    not_verified: "What could not be verified",
-    nothing_unverified: "Everything shown here was verified.",
-    checks: "All checks",
-    proof: "Proof",
-    proof_text: "Every step above is signed by the participant who made it and recorded in a public, append-only log (checkpoint of {} entries). Anyone can check it independently:",
-    download_bundle: "download the proof bundle",
-    json_view: "machine-readable view",
-    received_confirmed: "receipt confirmed by the buyer",
-    received_disputed: "the buyer disputed this shipment",
-    no_receipt: "no receipt from the buyer",
-    language: "Language",
-};
+impl Messages {
+    /// A statement kind as the verifier names it ("transfer"), in this language.
+    pub fn kind(&self, kind: &str) -> String {
+        match kind {
+            "harvest" => self.step_harvest,
+            "transfer" => self.step_transfer,
+            "transformation" => self.step_transformation,
+            "product binding" => self.step_binding,
+            "participant declaration" => self.kind_declaration,
+            "key rotation" => self.kind_key_rotation,
+            "certification" => self.kind_certification,
+            "revocation" => self.kind_revocation,
+            "receipt" => self.kind_receipt,
+            "dispute" => self.kind_dispute,
+            other => return other.to_owned(),
+        }
+        .to_owned()
+    }
 
-pub static ES: Messages = Messages {
-    site: "Fairtrail",
-    home_intro: "Este nodo guarda un registro público y verificable de cadenas de comercio justo. Escanee el código QR del envase para ver de dónde viene.",
-    home_size: "Declaraciones en el registro: {}",
-    no_such_page: "No hay ninguna página en esta dirección.",
-    bad_link: "Este enlace de producto no es válido.",
-    unknown_product: "Este producto no está en el registro. Puede que el código esté mal escrito o que el producto nunca se haya registrado aquí.",
-    internal_error: "Algo ha fallado por nuestra parte. Vuelva a intentarlo más tarde.",
-    error_title: "Lo sentimos",
-    back_home: "Volver al inicio",
-    verdict_verified: "Verificado",
-    verdict_warnings: "Verificado, con advertencias",
-    verdict_failed: "No verificado",
-    verdict_explain: "Comprobado por esta página con el registro público firmado y la política de confianza de {}, sin fiarse de la palabra de nadie.",
-    product: "Producto",
-    batch: "Lote",
-    serial: "Número de serie",
-    journey: "El recorrido",
-    step_harvest: "Cosecha",
-    step_transfer: "Envío",
-    step_transformation: "Transformación",
-    step_binding: "Envasado para la venta",
-    signed_by: "Firmado por",
-    logged_on: "Registrado",
-    farmers_paid: "Lo que se pagó a los agricultores",
-    price_paid: "Pagado",
-    minimum: "Mínimo de comercio justo",
-    premium: "Prima pagada",
-    premium_minimum: "Prima exigida",
-    farmers: "familias productoras",
-    price_chart_alt: "Gráfico de barras: precio pagado a los agricultores comparado con el mínimo de comercio justo y la prima.",
-    certifications: "Certificaciones",
-    certified_by: "Certificado por",
-    valid: "Vigencia",
-    peers: "Revisores pares",
-    no_certification: "No hay ninguna certificación registrada.",
-    assurance_self: "autodeclarado",
-    assurance_counterparty: "confirmado por la otra parte",
-    assurance_third_party: "certificado por un organismo independiente",
-    assurance_peer: "certificado por productores pares",
-    assurance_legend: "¿Qué seguridad tiene cada dato? Autodeclarado: lo afirma el participante. Confirmado: la otra parte también lo firmó. Certificado: lo comprobó un organismo independiente o un grupo de pares.",
-    disputes: "Reclamaciones abiertas",
-    open_dispute: "Reclamado por {}: {}",
-    not_verified: "Lo que no se pudo verificar",
-    nothing_unverified: "Todo lo que se muestra aquí está verificado.",
-    checks: "Todas las comprobaciones",
-    proof: "Prueba",
-    proof_text: "Cada paso está firmado por quien lo realizó y anotado en un registro público que solo admite añadidos (punto de control de {} entradas). Cualquiera puede comprobarlo por su cuenta:",
-    download_bundle: "descargar el paquete de pruebas",
-    json_view: "vista para máquinas",
-    received_confirmed: "recepción confirmada por el comprador",
-    received_disputed: "el comprador reclamó este envío",
-    no_receipt: "sin confirmación del comprador",
-    language: "Idioma",
-};
+    /// A role as the verifier names it ("producer"), in this language.
+    pub fn role(&self, role: &str) -> String {
+        match role {
+            "producer" => self.role_producer,
+            "cooperative" => self.role_cooperative,
+            "trader" => self.role_trader,
+            "processor" => self.role_processor,
+            "retailer" => self.role_retailer,
+            "certifier" => self.role_certifier,
+            "monitor" => self.role_monitor,
+            other => return other.to_owned(),
+        }
+        .to_owned()
+    }
+}
 
 /// Fills the `{}` of a catalogue text in order.
 pub fn fill(template: &str, args: &[&str]) -> String {
