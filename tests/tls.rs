@@ -49,6 +49,36 @@ async fn checkpoint_with_ca(url: &str, ca: &Path) -> Result<proto::GetCheckpoint
     timeout(Duration::from_secs(20), attempt).await.unwrap_or_else(|_| Err("timed out".into()))
 }
 
+/// One HTTPS GET over a fresh connection trusting `ca_pem`: the raw response.
+async fn https_get(addr: std::net::SocketAddr, ca_pem: &str, path: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let name = ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
+        let mut tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        tls.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut response = Vec::new();
+        tls.read_to_end(&mut response).await.map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&response).into_owned())
+    };
+    timeout(Duration::from_secs(20), attempt).await.unwrap_or_else(|_| Err("timed out".into()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_over_tls_trusts_only_the_right_ca() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -87,6 +117,11 @@ async fn grpc_over_tls_trusts_only_the_right_ca() {
     })
     .await;
     assert!(!matches!(plain_result, Ok(Ok(_))), "plain text must not be served");
+
+    // The HTTP side serves the same certificate.
+    let healthz = https_get(node.http_addr(), &good.ca_pem, "/healthz").await.expect("HTTPS with the right CA");
+    assert!(healthz.starts_with("HTTP/1.1 200") && healthz.ends_with("ok\n"), "{healthz}");
+    assert!(https_get(node.http_addr(), &other.ca_pem, "/healthz").await.is_err(), "another CA must be refused");
 
     // The CLI takes the CA with --ca-cert.
     let state = dir.path().join("state.json");

@@ -7,6 +7,7 @@
 //! - [`sequencer`]: the single writer: batch signature verification, group commit, receipts.
 //! - [`tiles`]: the log on disk as C2SP tlog-tiles, durable at every commit; proofs.
 //! - [`index`]: sled indexes derived from the log, replayed from it after a crash.
+//! - [`tls`]: TLS for the HTTP side.
 //! - [`ledger`]: the gRPC `fairtrail.v1.LedgerService`.
 //! - [`limits`]: admission policy and rate limits.
 //! - [`metrics`]: counters for `/metrics`.
@@ -22,3 +23,4 @@ pub mod provenance;
 pub mod sequencer;
 pub mod server;
 pub mod tiles;
+pub mod tls;

@@ -366,16 +366,21 @@ pub async fn run(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let http = tokio::spawn(http::serve(
-        listeners.http,
-        http_state,
-        stopped(stop_rx.clone()),
-    ));
+    // TLS files are read (and their permissions checked) before anything is served.
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(read_tls_files(cert, key)?),
+        None => None,
+    };
+    let http_tls = match &tls {
+        Some((cert, key)) => Some(crate::tls::server_config(cert, key)?),
+        None => None,
+    };
     let mut builder = tonic::transport::Server::builder();
-    if let Some((cert, key)) = &config.tls {
-        let (cert, key) = read_tls_files(cert, key)?;
-        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key)))?;
+    if let Some((cert, key)) = tls {
+        let identity = tonic::transport::Identity::from_pem(cert, key);
+        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
+    let http = tokio::spawn(http::serve(listeners.http, http_tls, http_state, stopped(stop_rx.clone())));
     builder
         .timeout(limits.request_timeout)
         .max_concurrent_streams(Some(limits.max_streams))

@@ -383,8 +383,10 @@ fn error_response(status: StatusCode, lang: Lang, json: bool, message: &str) -> 
 
 /// Serves HTTP on `listener` until `shutdown`. Requests have a deadline, so a slow or stuck
 /// client holds a connection only so long.
+/// With `tls`, every connection must complete a TLS handshake first.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     state: Arc<HttpState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -392,7 +394,11 @@ pub async fn serve(
         StatusCode::REQUEST_TIMEOUT,
         Duration::from_secs(30),
     ));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    match tls {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(listener, config)?;
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+    }
 }
