@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audit;
 pub mod bundle;
 pub mod checkpoint;
 pub mod entry;

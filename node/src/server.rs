@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use fairtrail_client::checkpoint::Checkpoint;
 use fairtrail_client::entry::Leaf;
-use fairtrail_client::envelope::Envelope;
+use fairtrail_client::envelope::{verify_batch, Envelope};
 use fairtrail_client::keys::{
     generate_signing_key, read_signing_key, write_new_file, write_signing_key, KeyFileError,
 };
@@ -206,16 +206,39 @@ fn reconcile(store: &TileStore, index: &Index) -> anyhow::Result<()> {
         let n = applied / 256;
         let bundle = store.bundle(&snapshot, n)?;
         let end = ((n + 1) * 256).min(snapshot.size);
-        let mut state = Overlay::new(index);
-        let mut leaves = Vec::new();
+        let mut decoded = Vec::new();
         for i in applied..end {
             let leaf = bundle
                 .get((i - n * 256) as usize)
                 .ok_or_else(|| anyhow::anyhow!("entry {i} missing from its bundle"))?;
-            let decoded =
-                Leaf::decode(leaf.to_vec()).map_err(|e| anyhow::anyhow!("entry {i}: {e}"))?;
-            leaves.push((decoded.hash, i));
-            replay(&mut state, &decoded, i)?;
+            let leaf = Leaf::decode(leaf.to_vec()).map_err(|e| anyhow::anyhow!("entry {i}: {e}"))?;
+            decoded.push((i, leaf));
+        }
+        // The log on disk is checked against its signed root, not against its signatures:
+        // check those too, so that state is never built from an entry nobody signed.
+        let mut checked: Vec<(u64, &Leaf, Result<(Envelope, Statement), String>)> = Vec::new();
+        let mut to_verify = Vec::new();
+        for (i, leaf) in &decoded {
+            match Envelope::try_from(leaf.envelope.clone()) {
+                Ok(e) => to_verify.push((*i, leaf, e)),
+                Err(e) => checked.push((*i, leaf, Err(e.to_string()))),
+            }
+        }
+        let (meta, envelopes): (Vec<(u64, &Leaf)>, Vec<Envelope>) =
+            to_verify.into_iter().map(|(i, l, e)| ((i, l), e)).unzip();
+        for ((i, leaf), verified) in meta.into_iter().zip(verify_batch(envelopes)) {
+            let outcome = verified.map_err(|e| e.to_string()).and_then(|v| {
+                let envelope = v.into_envelope();
+                Statement::decode(&envelope).map(|s| (envelope, s)).map_err(|e| e.to_string())
+            });
+            checked.push((i, leaf, outcome));
+        }
+        checked.sort_by_key(|(i, _, _)| *i);
+        let mut state = Overlay::new(index);
+        let mut leaves = Vec::new();
+        for (i, leaf, outcome) in checked {
+            leaves.push((leaf.hash, i));
+            replay(&mut state, leaf, i, outcome)?;
         }
         index.apply(state.into_writes(), &leaves, end)?;
         applied = end;
@@ -224,36 +247,36 @@ fn reconcile(store: &TileStore, index: &Index) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Re-applies one logged entry. Signatures were verified when it was sequenced; an entry the
-/// rules now refuse is reported (the auditor explains it) and leaves no state.
-fn replay(state: &mut Overlay<'_>, leaf: &Leaf, index: u64) -> anyhow::Result<()> {
-    let at = Position {
-        index,
-        integrated_at_ms: leaf.integrated_at_ms,
-    };
-    let envelope = Envelope::try_from(leaf.envelope.clone());
-    let result = envelope
-        .map_err(|e| e.to_string())
-        .and_then(|e| {
-            Statement::decode(&e)
-                .map(|s| (e, s))
-                .map_err(|e| e.to_string())
-        })
-        .and_then(|(e, s)| match rules::apply(state, &e, &s, at) {
-            Err(RuleError::State(err)) => Ok(Err(anyhow::anyhow!("entry {index}: {err}"))),
-            Err(err) => Err(err.to_string()),
-            Ok(()) => Ok(Ok(())),
-        });
+/// Re-applies one logged entry whose envelope has been checked (`outcome`). An entry that is
+/// unsigned, malformed, or refused by the rules is reported (the auditor explains it) and
+/// leaves no state but its statement index.
+fn replay(
+    state: &mut Overlay<'_>,
+    leaf: &Leaf,
+    index: u64,
+    outcome: Result<(Envelope, Statement), String>,
+) -> anyhow::Result<()> {
+    let at = Position { index, integrated_at_ms: leaf.integrated_at_ms };
+    let result = outcome.and_then(|(e, s)| match rules::apply(state, &e, &s, at) {
+        Err(RuleError::State(err)) => Ok(Err(anyhow::anyhow!("entry {index}: {err}"))),
+        Err(err) => Err(err.to_string()),
+        Ok(()) => Ok(Ok(())),
+    });
     match result {
         Ok(inner) => inner,
         Err(reason) => {
-            tracing::error!(index, %reason, "a logged entry fails the ledger rules on replay");
+            tracing::error!(index, %reason, "a logged entry fails its checks on replay");
             // It is in the log all the same: it can be read by its id, and resubmitting it
-            // must not append it twice.
-            state.put(
-                key(prefix::STATEMENT, &[leaf.statement_id.as_bytes()]),
-                index.to_be_bytes().to_vec(),
-            );
+            // must not append it twice. A duplicate never takes over the first copy's index.
+            if rules::statement_index(&*state, &leaf.statement_id)
+                .map_err(|e| anyhow::anyhow!("entry {index}: {e}"))?
+                .is_none()
+            {
+                state.put(
+                    key(prefix::STATEMENT, &[leaf.statement_id.as_bytes()]),
+                    index.to_be_bytes().to_vec(),
+                );
+            }
             Ok(())
         }
     }
