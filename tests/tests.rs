@@ -48,3 +48,9 @@ mod http;
 /// The consumer page in headless Chromium: the rendered DOM shows the verdict, each journey
 /// step and the price chart; screenshots at phone and desktop widths.
 mod browser;
+
+/// The bad-input matrix: malformed protobuf, oversized messages, broken envelopes and
+/// signatures, out-of-range quantities and times, invalid text, bad GTINs, path traversal,
+/// foreign lots and replays, over gRPC and HTTP: each gets its documented status code and
+/// message, nothing is appended, and the node keeps serving.
+mod bad_input;

@@ -12,7 +12,7 @@
 //! - [`note`], [`checkpoint`]: C2SP signed notes and tlog checkpoints.
 //! - [`receipt`]: receipts and their offline verification.
 //! - [`rpc`]: a thin gRPC client returning checked types.
-//! - [`proto`]: the generated wire types.
+//! - [`proto`]: the generated wire types; [`codec`]: their gRPC codec.
 //!
 //! # Example: checking a receipt offline
 //! ```
@@ -27,6 +27,7 @@
 pub mod audit;
 pub mod bundle;
 pub mod checkpoint;
+pub mod codec;
 pub mod entry;
 pub mod envelope;
 pub mod gs1;

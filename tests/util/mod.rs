@@ -15,12 +15,15 @@
 //! - [`verdict`]: `fairtrail verify --json` and its report.
 //! - [`tiles`]: a node's log on disk as tlog-tiles: tampered with, rewritten, forged.
 //! - [`http`]: a raw HTTP/1.1 client, and a node serving the demo chain's consumer pages.
+//! - [`raw`]: bytes the typed clients refuse to send: any gRPC request body, any HTTP
+//!   request, protobuf spliced in place.
 
 pub mod chain;
 mod cli;
 mod grpc;
 pub mod http;
 mod node;
+pub mod raw;
 mod statements;
 pub mod tiles;
 pub mod verdict;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -172,20 +173,35 @@ async fn tile(State(s): State<Arc<HttpState>>, Path(path): Path<String>) -> Resp
 
 async fn product(
     State(s): State<Arc<HttpState>>,
-    Path((gtin, batch)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    resolve(s, gtin, batch, None, headers, q).await
+    match path {
+        Ok(Path((gtin, batch))) => resolve(s, gtin, batch, None, headers, q).await,
+        Err(e) => bad_link_path(&s, &headers, &q, &e),
+    }
 }
 
 async fn product_serial(
     State(s): State<Arc<HttpState>>,
-    Path((gtin, batch, serial)): Path<(String, String, String)>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    resolve(s, gtin, batch, Some(serial), headers, q).await
+    match path {
+        Ok(Path((gtin, batch, serial))) => resolve(s, gtin, batch, Some(serial), headers, q).await,
+        Err(e) => bad_link_path(&s, &headers, &q, &e),
+    }
+}
+
+/// A product link whose segments cannot even be decoded (not UTF-8): the same 400 page (or
+/// JSON) as any other malformed link, in the reader's language.
+fn bad_link_path(s: &HttpState, headers: &HeaderMap, q: &PageQuery, e: &PathRejection) -> Response {
+    let (lang, json) = (lang(headers, q), wants_json(headers, q));
+    s.metrics.http(if json { "json" } else { "page" }, 400);
+    let message = format!("{} {}", lang.t().bad_link, e.body_text());
+    error_response(StatusCode::BAD_REQUEST, lang, json, &message)
 }
 
 fn parse_product(
