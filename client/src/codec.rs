@@ -43,9 +43,11 @@ impl<U: Message + Default> Decoder for ProstDecoder<U> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        U::decode(buf)
-            .map(Some)
-            .map_err(|e| Status::invalid_argument(format!("the request is not valid protobuf for this call: {e}")))
+        U::decode(buf).map(Some).map_err(|e| {
+            Status::invalid_argument(format!(
+                "the request is not valid protobuf for this call: {e}"
+            ))
+        })
     }
 
     fn buffer_settings(&self) -> BufferSettings {

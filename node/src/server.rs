@@ -211,12 +211,13 @@ fn reconcile(store: &TileStore, index: &Index) -> anyhow::Result<()> {
             let leaf = bundle
                 .get((i - n * 256) as usize)
                 .ok_or_else(|| anyhow::anyhow!("entry {i} missing from its bundle"))?;
-            let leaf = Leaf::decode(leaf.to_vec()).map_err(|e| anyhow::anyhow!("entry {i}: {e}"))?;
+            let leaf =
+                Leaf::decode(leaf.to_vec()).map_err(|e| anyhow::anyhow!("entry {i}: {e}"))?;
             decoded.push((i, leaf));
         }
         // The log on disk is checked against its signed root, not against its signatures:
         // check those too, so that state is never built from an entry nobody signed.
-        let mut checked: Vec<(u64, &Leaf, Result<(Envelope, Statement), String>)> = Vec::new();
+        let mut checked: Vec<(u64, &Leaf, Checked)> = Vec::new();
         let mut to_verify = Vec::new();
         for (i, leaf) in &decoded {
             match Envelope::try_from(leaf.envelope.clone()) {
@@ -229,7 +230,9 @@ fn reconcile(store: &TileStore, index: &Index) -> anyhow::Result<()> {
         for ((i, leaf), verified) in meta.into_iter().zip(verify_batch(envelopes)) {
             let outcome = verified.map_err(|e| e.to_string()).and_then(|v| {
                 let envelope = v.into_envelope();
-                Statement::decode(&envelope).map(|s| (envelope, s)).map_err(|e| e.to_string())
+                Statement::decode(&envelope)
+                    .map(|s| (envelope, s))
+                    .map_err(|e| e.to_string())
             });
             checked.push((i, leaf, outcome));
         }
@@ -247,6 +250,9 @@ fn reconcile(store: &TileStore, index: &Index) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A logged entry's envelope and statement once checked again at start, or why not.
+type Checked = Result<(Envelope, Statement), String>;
+
 /// Re-applies one logged entry whose envelope has been checked (`outcome`). An entry that is
 /// unsigned, malformed, or refused by the rules is reported (the auditor explains it) and
 /// leaves no state but its statement index.
@@ -254,9 +260,12 @@ fn replay(
     state: &mut Overlay<'_>,
     leaf: &Leaf,
     index: u64,
-    outcome: Result<(Envelope, Statement), String>,
+    outcome: Checked,
 ) -> anyhow::Result<()> {
-    let at = Position { index, integrated_at_ms: leaf.integrated_at_ms };
+    let at = Position {
+        index,
+        integrated_at_ms: leaf.integrated_at_ms,
+    };
     let result = outcome.and_then(|(e, s)| match rules::apply(state, &e, &s, at) {
         Err(RuleError::State(err)) => Ok(Err(anyhow::anyhow!("entry {index}: {err}"))),
         Err(err) => Err(err.to_string()),
@@ -301,8 +310,10 @@ pub fn read_tls_files(cert: &Path, key: &Path) -> anyhow::Result<(Vec<u8>, Vec<u
             );
         }
     }
-    let cert_pem = fs::read(cert).map_err(|e| anyhow::anyhow!("cannot read TLS certificate {}: {e}", cert.display()))?;
-    let key_pem = fs::read(key).map_err(|e| anyhow::anyhow!("cannot read TLS key {}: {e}", key.display()))?;
+    let cert_pem = fs::read(cert)
+        .map_err(|e| anyhow::anyhow!("cannot read TLS certificate {}: {e}", cert.display()))?;
+    let key_pem =
+        fs::read(key).map_err(|e| anyhow::anyhow!("cannot read TLS key {}: {e}", key.display()))?;
     Ok((cert_pem, key_pem))
 }
 
@@ -401,9 +412,15 @@ pub async fn run(
     let mut builder = tonic::transport::Server::builder();
     if let Some((cert, key)) = tls {
         let identity = tonic::transport::Identity::from_pem(cert, key);
-        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+        builder =
+            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
-    let http = tokio::spawn(http::serve(listeners.http, http_tls, http_state, stopped(stop_rx.clone())));
+    let http = tokio::spawn(http::serve(
+        listeners.http,
+        http_tls,
+        http_state,
+        stopped(stop_rx.clone()),
+    ));
     builder
         .timeout(limits.request_timeout)
         .max_concurrent_streams(Some(limits.max_streams))
