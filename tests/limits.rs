@@ -19,7 +19,10 @@ fn key(n: u8) -> SigningKey {
 async fn tree_size(node: &TestNode) -> u64 {
     let mut client = node.client().await;
     let note = client.checkpoint().await.expect("checkpoint").checkpoint;
-    note.lines().nth(1).and_then(|l| l.parse().ok()).expect("a size line")
+    note.lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .expect("a size line")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,20 +38,38 @@ async fn an_endorsed_network_admits_only_declarations_an_operator_signed() {
     let mut client = node.client().await;
 
     let alone = declaration(&key(1), "Cooperativa sin aval");
-    assert_status(client.submit(alone).await.map_err(to_status), tonic::Code::PermissionDenied, "co-sign");
-    assert_eq!(tree_size(&node).await, 0, "a refused declaration appends nothing");
+    assert_status(
+        client.submit(alone).await.map_err(to_status),
+        tonic::Code::PermissionDenied,
+        "co-sign",
+    );
+    assert_eq!(
+        tree_size(&node).await,
+        0,
+        "a refused declaration appends nothing"
+    );
 
     // Signing with another, non-operator key does not endorse.
     let mut stranger = declaration(&key(2), "Cooperativa con aval falso");
     cosign(&mut stranger, &key(91));
-    assert_status(client.submit(stranger).await.map_err(to_status), tonic::Code::PermissionDenied, "operator");
+    assert_status(
+        client.submit(stranger).await.map_err(to_status),
+        tonic::Code::PermissionDenied,
+        "operator",
+    );
 
     let mut endorsed = declaration(&key(3), "Cooperativa avalada");
     cosign(&mut endorsed, &operator);
-    let accepted = client.submit(endorsed).await.expect("an endorsed declaration is logged");
+    let accepted = client
+        .submit(endorsed)
+        .await
+        .expect("an endorsed declaration is logged");
     assert!(!accepted.existing);
     // Other statements of an admitted participant need no endorsement.
-    client.submit(harvest(&key(3), "A-1")).await.expect("a harvest by an admitted producer");
+    client
+        .submit(harvest(&key(3), "A-1"))
+        .await
+        .expect("a harvest by an admitted producer");
     assert_eq!(tree_size(&node).await, 2);
 }
 
@@ -56,7 +77,10 @@ async fn an_endorsed_network_admits_only_declarations_an_operator_signed() {
 async fn an_open_network_admits_anyone() {
     let node = TestNode::start().await;
     let mut client = node.client().await;
-    client.submit(declaration(&key(4), "Finca abierta")).await.expect("open admission");
+    client
+        .submit(declaration(&key(4), "Finca abierta"))
+        .await
+        .expect("open admission");
     assert_eq!(tree_size(&node).await, 1);
 }
 
@@ -65,14 +89,19 @@ async fn reads_are_served_through_a_flood_of_invalid_writes() {
     let args = vec!["--rate-per-connection".to_owned(), "50".to_owned()];
     let node = TestNode::start_with_args(|_| {}, args).await;
     let mut client = node.client().await;
-    client.submit(declaration(&key(5), "Productora")).await.expect("declare");
+    client
+        .submit(declaration(&key(5), "Productora"))
+        .await
+        .expect("declare");
 
     // Four connections, each with eight callers, send envelopes with broken signatures as
     // fast as they can for 3 s.
     let stop = Instant::now() + Duration::from_secs(3);
     let mut flooders = Vec::new();
     for f in 0..4u8 {
-        let connection = fairtrail_client::rpc::NodeClient::connect(&node.url()).await.expect("connect");
+        let connection = fairtrail_client::rpc::NodeClient::connect(&node.url())
+            .await
+            .expect("connect");
         for t in 0..8u8 {
             let mut c = connection.clone();
             flooders.push(tokio::spawn(async move {
@@ -83,7 +112,9 @@ async fn reads_are_served_through_a_flood_of_invalid_writes() {
                     let mut bad = harvest(&key(5), &format!("flood-{f}-{t}-{n}"));
                     bad.signatures[0].sig[40] ^= 1;
                     match timeout(CALL_TIMEOUT, c.submit(bad)).await {
-                        Ok(Err(e)) if e.code() == Some(tonic::Code::ResourceExhausted) => limited += 1,
+                        Ok(Err(e)) if e.code() == Some(tonic::Code::ResourceExhausted) => {
+                            limited += 1
+                        }
                         Ok(Err(_)) => refused += 1,
                         Ok(Ok(_)) => panic!("a forged signature was accepted"),
                         Err(_) => panic!("a submission hung"),
@@ -98,11 +129,17 @@ async fn reads_are_served_through_a_flood_of_invalid_writes() {
     let mut slowest = Duration::ZERO;
     while Instant::now() < stop {
         let started = Instant::now();
-        timeout(Duration::from_secs(5), client.checkpoint()).await.expect("a read within 5 s").expect("checkpoint");
-        timeout(Duration::from_secs(5), client.entry(proto::get_entry_request::Key::Index(0)))
+        timeout(Duration::from_secs(5), client.checkpoint())
             .await
             .expect("a read within 5 s")
-            .expect("entry 0");
+            .expect("checkpoint");
+        timeout(
+            Duration::from_secs(5),
+            client.entry(proto::get_entry_request::Key::Index(0)),
+        )
+        .await
+        .expect("a read within 5 s")
+        .expect("entry 0");
         slowest = slowest.max(started.elapsed());
         reads += 1;
     }
@@ -114,13 +151,22 @@ async fn reads_are_served_through_a_flood_of_invalid_writes() {
     }
     println!("flood: {refused} refused as invalid, {limited} rate-limited; {reads} reads, slowest {slowest:?}");
     assert!(limited > 0, "the per-connection limit never triggered");
-    assert!(reads >= 10, "only {reads} reads were served during the flood");
-    assert_eq!(tree_size(&node).await, 1, "nothing of the flood was appended");
+    assert!(
+        reads >= 10,
+        "only {reads} reads were served during the flood"
+    );
+    assert_eq!(
+        tree_size(&node).await,
+        1,
+        "nothing of the flood was appended"
+    );
 }
 
 fn to_status(e: fairtrail_client::rpc::RpcError) -> tonic::Status {
     match e {
-        fairtrail_client::rpc::RpcError::Status { code, message } => tonic::Status::new(code, message),
+        fairtrail_client::rpc::RpcError::Status { code, message } => {
+            tonic::Status::new(code, message)
+        }
         other => tonic::Status::unknown(other.to_string()),
     }
 }

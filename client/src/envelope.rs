@@ -308,7 +308,10 @@ impl std::ops::Deref for VerifiedEnvelope {
 /// what else shares its batch. When the batch fails, the envelopes are checked one by
 /// one so that only the bad ones are refused. Results are in input order.
 pub fn verify_batch(envelopes: Vec<Envelope>) -> Vec<Result<VerifiedEnvelope, EnvelopeError>> {
-    let messages: Vec<Vec<u8>> = envelopes.iter().map(|e| pae(PAYLOAD_TYPE, &e.payload)).collect();
+    let messages: Vec<Vec<u8>> = envelopes
+        .iter()
+        .map(|e| pae(PAYLOAD_TYPE, &e.payload))
+        .collect();
     let mut batch = ed25519_zebra::batch::Verifier::new();
     let mut count = 0usize;
     for (envelope, message) in envelopes.iter().zip(&messages) {
@@ -319,7 +322,10 @@ pub fn verify_batch(envelopes: Vec<Envelope>) -> Vec<Result<VerifiedEnvelope, En
         }
     }
     if count > 0 && batch.verify(rand_core::OsRng).is_ok() {
-        return envelopes.into_iter().map(|e| Ok(VerifiedEnvelope(e))).collect();
+        return envelopes
+            .into_iter()
+            .map(|e| Ok(VerifiedEnvelope(e)))
+            .collect();
     }
     envelopes.into_iter().map(Envelope::verify).collect()
 }

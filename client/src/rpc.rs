@@ -68,9 +68,15 @@ impl NodeClient {
 
     /// Connects to `url`, trusting `ca` (a PEM file) for an `https://` node, or the web's
     /// roots when `None`.
-    pub async fn connect_with_ca(url: &str, ca: Option<&std::path::Path>) -> Result<Self, RpcError> {
+    pub async fn connect_with_ca(
+        url: &str,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Self, RpcError> {
         let mut endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|source| RpcError::BadUrl { url: url.to_owned(), source })?
+            .map_err(|source| RpcError::BadUrl {
+                url: url.to_owned(),
+                source,
+            })?
             .connect_timeout(std::time::Duration::from_secs(10))
             .tcp_nodelay(true);
         if url.starts_with("https://") {
@@ -86,7 +92,10 @@ impl NodeClient {
             };
             endpoint = endpoint
                 .tls_config(tls)
-                .map_err(|source| RpcError::BadUrl { url: url.to_owned(), source })?;
+                .map_err(|source| RpcError::BadUrl {
+                    url: url.to_owned(),
+                    source,
+                })?;
         }
         let channel = endpoint
             .connect()

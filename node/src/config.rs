@@ -208,10 +208,17 @@ impl Settings {
                 .tile_cache
                 .or(file.tile_cache)
                 .unwrap_or(DEFAULT_TILE_CACHE),
-            tls: match (self.tls_cert.or(file.tls_cert), self.tls_key.or(file.tls_key)) {
+            tls: match (
+                self.tls_cert.or(file.tls_cert),
+                self.tls_key.or(file.tls_key),
+            ) {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
-                _ => return Err(ConfigError::Invalid("give both --tls-cert and --tls-key, or neither".into())),
+                _ => {
+                    return Err(ConfigError::Invalid(
+                        "give both --tls-cert and --tls-key, or neither".into(),
+                    ))
+                }
             },
             limits: Limits {
                 admission: AdmissionPolicy {

@@ -169,11 +169,14 @@ impl Provenance {
             }
             Subject::Lot(lot) => {
                 // The statement alone is not enough: it must have made this output.
-                let record: Option<LotRecord> = rules::get_record(&self.index, &key(prefix::LOT, &[&lot.bytes()]))?;
+                let record: Option<LotRecord> =
+                    rules::get_record(&self.index, &key(prefix::LOT, &[&lot.bytes()]))?;
                 let creator = record
                     .map(|r| r.created_at)
                     .filter(|&i| i < snapshot.size)
-                    .ok_or_else(|| ProvenanceError::NotFound(format!("lot {lot} is not in the log")))?;
+                    .ok_or_else(|| {
+                        ProvenanceError::NotFound(format!("lot {lot} is not in the log"))
+                    })?;
                 walk.chain_from(creator)?;
                 proto::provenance_bundle::Subject::Lot(lot.to_proto())
             }

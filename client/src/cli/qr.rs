@@ -55,7 +55,8 @@ pub fn qr(g: &Global, a: QrArgs) -> anyhow::Result<u8> {
         .create_new(true)
         .open(&a.out)
         .with_context(|| format!("cannot create {} (it must not exist yet)", a.out.display()))?;
-    std::io::Write::write_all(&mut file, &bytes).with_context(|| format!("cannot write {}", a.out.display()))?;
+    std::io::Write::write_all(&mut file, &bytes)
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
     if g.json {
         println!(
             "{}",

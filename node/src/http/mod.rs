@@ -413,8 +413,14 @@ pub async fn serve(
     match tls {
         Some(config) => {
             let listener = crate::tls::TlsListener::new(listener, config)?;
-            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
         }
-        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
     }
 }

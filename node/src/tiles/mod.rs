@@ -732,7 +732,10 @@ fn remove_beyond(dir: &Path, kind: TileKind, count: u64) -> Result<(), StoreErro
                 let entry = entry.map_err(io_err(&partials))?;
                 // Partials up to the checkpoint's width are committed: clients holding an
                 // older checkpoint still read them. Wider ones were never acknowledged.
-                let width = entry.file_name().to_str().and_then(|w| w.parse::<usize>().ok());
+                let width = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|w| w.parse::<usize>().ok());
                 let keep = n == edge_n && width.is_some_and(|w| w >= 1 && w <= keep_width);
                 if !keep {
                     let p = entry.path();
