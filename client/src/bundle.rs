@@ -238,8 +238,7 @@ impl Bundle {
     pub fn from_json(text: &str) -> Result<Self, BundleError> {
         let file: BundleJson = serde_json::from_str(text)?;
         if file.format != FORMAT {
-            let mut found = file.format;
-            found.truncate(80);
+            let found = file.format.chars().take(80).collect();
             return Err(BundleError::UnknownFormat { found });
         }
         let subject = match file.subject {

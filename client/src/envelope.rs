@@ -181,8 +181,8 @@ impl TryFrom<proto::Envelope> for Envelope {
             });
         }
         if wire.payload_type != PAYLOAD_TYPE {
-            let mut found = wire.payload_type;
-            found.truncate(200);
+            // By characters: cutting bytes could split one, and panic on hostile input.
+            let found = wire.payload_type.chars().take(200).collect();
             return Err(EnvelopeError::WrongPayloadType { found });
         }
         if wire.signatures.is_empty() {
@@ -537,6 +537,16 @@ mod tests {
             Envelope::try_from(wire),
             Err(EnvelopeError::PayloadTooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_long_multibyte_payload_type_is_refused_not_a_panic() {
+        // Regression: cutting the echoed type at byte 200 split the "é" and panicked, which
+        // took down the node's verifier thread (found by fuzzing).
+        let a = generate_signing_key();
+        let mut wire = sign(b"x".to_vec(), &[&a]);
+        wire.payload_type = format!("{}é", "a".repeat(199));
+        assert!(matches!(Envelope::try_from(wire), Err(EnvelopeError::WrongPayloadType { .. })));
     }
 
     #[test]

@@ -153,8 +153,12 @@ pub fn decode(s: &str) -> Option<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                // Exactly two hex digits: from_str_radix alone would take "+2".
+                let hex = bytes.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
                 i += 3;
             }
             b => {
@@ -182,6 +186,14 @@ mod tests {
         ));
         assert!(normalise_gtin("400638133393").is_err());
         assert!(normalise_gtin("40063813339x1").is_err());
+    }
+
+    #[test]
+    fn percent_escapes_take_exactly_two_hex_digits() {
+        // Regression (found by fuzzing): from_str_radix accepts a sign, so "%+2" was U+0002.
+        assert_eq!(decode("%+2"), None);
+        assert_eq!(decode("%2F"), Some("/".to_owned()));
+        assert_eq!(decode("%2"), None);
     }
 
     #[test]

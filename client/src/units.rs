@@ -211,6 +211,10 @@ pub fn parse_price(text: &str) -> Result<proto::Price, UnitError> {
             },
         )
     } else {
+        // A unit alone ("kg"), not a quantity: "/5kg" would otherwise read as per 15 kg.
+        if !per.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(bad());
+        }
         (
             minor,
             parse_quantity(&format!("1{per}")).map_err(|_| bad())?,
@@ -344,6 +348,9 @@ mod tests {
         assert!(parse_price("USD 1.805/kg").is_err());
         assert!(parse_price("usd 1/kg").is_err());
         assert!(parse_price("USD 1").is_err());
+        // Regression (found by fuzzing): a number before the unit was glued to the 1.
+        assert!(parse_price("USD 1.80/5kg").is_err());
+        assert!(parse_price("USD 1.80/.5kg").is_err());
         assert_eq!(
             compare_prices(&per_kg, &parse_price("EUR 3.97/kg").unwrap()),
             None
