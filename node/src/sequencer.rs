@@ -186,7 +186,15 @@ fn verify_loop(
         let mut envelopes = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         for s in batch {
-            match decode(s.envelope) {
+            // Defence in depth: decoding handles untrusted bytes, and a bug there must cost
+            // one submission, not the thread every later submission needs.
+            let decoded =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(s.envelope)))
+                    .unwrap_or_else(|_| {
+                        tracing::error!("decoding a submission panicked; it is refused");
+                        Err(SubmitError::Internal("decoding the envelope failed".into()))
+                    });
+            match decoded {
                 Ok((e, statement)) => {
                     envelopes.push(e);
                     replies.push((s.reply, statement));
