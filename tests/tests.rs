@@ -49,6 +49,10 @@ mod http;
 /// step and the price chart; screenshots at phone and desktop widths.
 mod browser;
 
+/// The load generator's tiny `--smoke` configuration runs every phase and prints its table
+/// (benchmarks are not timed tests: nothing here is about speed).
+mod bench_smoke;
+
 /// The bad-input matrix: malformed protobuf, oversized messages, broken envelopes and
 /// signatures, out-of-range quantities and times, invalid text, bad GTINs, path traversal,
 /// foreign lots and replays, over gRPC and HTTP: each gets its documented status code and

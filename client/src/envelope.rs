@@ -546,7 +546,10 @@ mod tests {
         let a = generate_signing_key();
         let mut wire = sign(b"x".to_vec(), &[&a]);
         wire.payload_type = format!("{}é", "a".repeat(199));
-        assert!(matches!(Envelope::try_from(wire), Err(EnvelopeError::WrongPayloadType { .. })));
+        assert!(matches!(
+            Envelope::try_from(wire),
+            Err(EnvelopeError::WrongPayloadType { .. })
+        ));
     }
 
     #[test]
