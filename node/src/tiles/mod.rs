@@ -101,9 +101,8 @@ pub struct TileWriter {
     size: u64,
     edge: Vec<Arc<TileTree>>,
     bundle: Arc<Vec<Bytes>>,
-    /// Edge widths as last published, to delete the partial tiles a commit supersedes.
+    /// Edge widths as last published: a partial tile is rewritten only when its width changed.
     published_widths: Vec<usize>,
-    published_bundle_width: usize,
     published_size: u64,
 }
 
@@ -230,7 +229,6 @@ impl TileStore {
             size,
             published_widths: edge.iter().map(|t| t.width()).collect(),
             edge,
-            published_bundle_width: bundle_width,
             bundle: snapshot.bundle.clone(),
             published_size: size,
         };
@@ -563,7 +561,6 @@ impl TileWriter {
         self.store.published.store(snapshot.clone());
         self.delete_superseded_partials();
         self.published_widths = self.edge.iter().map(|t| t.width()).collect();
-        self.published_bundle_width = self.bundle.len();
         self.published_size = self.size;
         Ok(snapshot)
     }
