@@ -124,17 +124,17 @@ fn tiles(c: &mut Criterion) {
 /// One committed batch as the index sees it: the rules' writes, and (leaf hash, index).
 type IndexBatch = (BTreeMap<Vec<u8>, Vec<u8>>, Vec<(Hash, u64)>);
 
-/// Harvests decoded, verified and hashed ahead of time, taken in order so that every batch
-/// the index applies holds statements it has never seen (as on a real node).
+/// Harvests made on demand (signed, decoded, verified, hashed outside the timed part), so
+/// that every batch the index applies holds statements it has never seen, as on a node.
 struct Fresh {
-    pool: Vec<(VerifiedEnvelope, Statement, Hash)>,
-    next: usize,
+    filler: chain::Filler,
+    next: u64,
     position: u64,
 }
 
 impl Fresh {
-    /// Declares the producers in `index`, then prepares `n` harvests by them.
-    fn new(index: &Index, n: usize) -> Fresh {
+    /// Declares the producers in `index`.
+    fn new(index: &Index) -> Fresh {
         let filler = chain::Filler::new(12, 64, NOW_MS);
         let mut state = Overlay::new(index);
         let mut hashes = Vec::new();
@@ -147,25 +147,23 @@ impl Fresh {
         index
             .apply(state.into_writes(), &hashes, position)
             .expect("declarations applied");
-        let pool = (0..n as u64).map(|i| decode(filler.harvest(i))).collect();
         Fresh {
-            pool,
+            filler,
             next: 0,
             position,
         }
     }
 
     /// The next `n` harvests through the ledger rules, as the committer does: the writes
-    /// and (leaf hash, index) pairs of one batch. Wraps around (to statements already
-    /// applied) only if the benchmark outruns the pool.
+    /// and (leaf hash, index) pairs of one batch.
     fn batch(&mut self, index: &Index, n: usize) -> IndexBatch {
         let mut state = Overlay::new(index);
         let mut hashes = Vec::with_capacity(n);
         for _ in 0..n {
-            let (envelope, statement, hash) = &self.pool[self.next % self.pool.len()];
+            let (envelope, statement, hash) = decode(self.filler.harvest(self.next));
             self.next += 1;
-            apply(&mut state, envelope, statement, self.position);
-            hashes.push((*hash, self.position));
+            apply(&mut state, &envelope, &statement, self.position);
+            hashes.push((hash, self.position));
             self.position += 1;
         }
         (state.into_writes(), hashes)
@@ -194,11 +192,10 @@ fn apply(state: &mut Overlay<'_>, envelope: &VerifiedEnvelope, statement: &State
 
 fn index(c: &mut Criterion) {
     let mut group = c.benchmark_group("storage/index");
-    let pool = if test_mode() { 2_048 } else { 65_536 };
     for n in [64usize, 1024] {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let index = Index::open(&dir.path().join("index")).expect("the index opens");
-        let mut fresh = Fresh::new(&index, pool);
+        let mut fresh = Fresh::new(&index);
         let (writes, hashes) = fresh.batch(&index, n);
         let keys = writes.len() + hashes.len();
         eprintln!("{n} harvests write {keys} sled keys");

@@ -87,6 +87,9 @@ pub struct Args {
     /// apart).
     #[arg(long)]
     pub scale_no_index: bool,
+    /// The scale run flushes the sled index every this many batches (0: never, as the node).
+    #[arg(long, default_value_t = 0)]
+    pub scale_flush_every: u64,
     /// The `fairtrail-node` binary [default: beside this one].
     #[arg(long)]
     pub node_bin: Option<PathBuf>,

@@ -111,8 +111,9 @@ impl Server {
         self.data.as_ref().map(|d| d.path().join("policy.toml"))
     }
 
-    /// Resident and peak resident memory in bytes (VmRSS, VmHWM).
-    pub fn memory(&self) -> anyhow::Result<(u64, u64)> {
+    /// Resident, peak resident and anonymous resident memory in bytes (VmRSS, VmHWM,
+    /// RssAnon: the heap, apart from mapped files).
+    pub fn memory(&self) -> anyhow::Result<(u64, u64, u64)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
         let kb = |name: &str| {
             status
@@ -123,7 +124,7 @@ impl Server {
                 .map(|v| v * 1024)
                 .ok_or_else(|| anyhow!("no {name} in /proc/PID/status"))
         };
-        Ok((kb("VmRSS:")?, kb("VmHWM:")?))
+        Ok((kb("VmRSS:")?, kb("VmHWM:")?, kb("RssAnon:")?))
     }
 
     /// Graceful stop: the no-op server on closing its stdin, the node on SIGTERM (it drains

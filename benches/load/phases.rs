@@ -289,7 +289,7 @@ impl NodeRun<'_> {
             100.0 * micros / 1e6 / stream.elapsed.as_secs_f64(),
             Goal::None,
         );
-        let (rss, _) = server.memory()?;
+        let (rss, _, _) = server.memory()?;
         r.add(
             &format!("node RSS at {}k entries", (u + s) / 1000),
             "MB",
@@ -410,7 +410,7 @@ impl NodeRun<'_> {
         );
 
         // 5. Memory and disk.
-        let (rss, peak) = server.memory()?;
+        let (rss, peak, anon) = server.memory()?;
         r.add(
             &format!("node RSS at {size}"),
             "MB",
@@ -421,6 +421,12 @@ impl NodeRun<'_> {
             &format!("node peak RSS at {size}"),
             "MB",
             peak as f64 / MB,
+            Goal::None,
+        );
+        r.add(
+            &format!("node heap (RssAnon) at {size}"),
+            "MB",
+            anon as f64 / MB,
             Goal::None,
         );
         let data = server

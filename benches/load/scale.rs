@@ -39,6 +39,8 @@ pub struct Scale {
     pub windows: Vec<(u64, f64)>,
     pub rss: u64,
     pub peak_rss: u64,
+    /// Anonymous resident memory (heap), apart from mapped files.
+    pub rss_anon: u64,
     pub leaf_bytes: u64,
     pub log_disk: u64,
     pub index_disk: u64,
@@ -47,7 +49,8 @@ pub struct Scale {
 /// Appends `entries` leaves, `batch` per group commit, into a new log under `parent`;
 /// measures throughput over the windows that end at each of `marks` (each window is the last
 /// tenth of the way to its mark). Without `with_index`, only the tiles are written: what the
-/// log itself costs, apart from the sled index.
+/// log itself costs, apart from the sled index. With `flush_every` > 0 the index is flushed
+/// every that many batches (the node leaves flushing to sled's background thread).
 pub fn run(
     parent: &Path,
     pool: &[proto::Envelope],
@@ -55,6 +58,7 @@ pub fn run(
     batch: usize,
     marks: &[u64],
     with_index: bool,
+    flush_every: u64,
 ) -> anyhow::Result<Scale> {
     let dir = tempfile::Builder::new()
         .prefix("fairtrail-scale-")
@@ -109,6 +113,9 @@ pub fn run(
         writer.commit(note, root)?;
         if let Some(index) = &index {
             index.apply(writes, &hashes, writer.size())?;
+            if flush_every > 0 && (size / batch as u64).is_multiple_of(flush_every) {
+                index.flush()?;
+            }
         }
         size += n;
         if let (Some(&mark), Some((from, at))) = (marks.peek(), window_start) {
@@ -127,21 +134,22 @@ pub fn run(
     if let Some(index) = &index {
         index.flush()?;
     }
-    let (rss, peak_rss) = memory()?;
+    let (rss, peak_rss, rss_anon) = memory()?;
     let (_, log_disk) = disk_usage(&dir.path().join("log"));
     let (_, index_disk) = disk_usage(&dir.path().join("index"));
     Ok(Scale {
         windows,
         rss,
         peak_rss,
+        rss_anon,
         leaf_bytes,
         log_disk,
         index_disk,
     })
 }
 
-/// This process's resident and peak resident memory, in bytes.
-fn memory() -> anyhow::Result<(u64, u64)> {
+/// This process's resident, peak resident and anonymous resident memory, in bytes.
+fn memory() -> anyhow::Result<(u64, u64, u64)> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     let kb = |name: &str| {
         status
@@ -151,7 +159,7 @@ fn memory() -> anyhow::Result<(u64, u64)> {
             .and_then(|v| v.parse::<u64>().ok())
             .map_or(0, |v| v * 1024)
     };
-    Ok((kb("VmRSS:"), kb("VmHWM:")))
+    Ok((kb("VmRSS:"), kb("VmHWM:"), kb("RssAnon:")))
 }
 
 /// The scale run, in a process of its own; its figures join this run's.
@@ -168,6 +176,9 @@ pub fn in_child(args: &Args, r: &mut Results) -> anyhow::Result<()> {
     }
     if args.scale_no_index {
         command.arg("--scale-no-index");
+    }
+    if args.scale_flush_every > 0 {
+        command.args(["--scale-flush-every", &args.scale_flush_every.to_string()]);
     }
     if let Some(d) = &args.dir {
         command.arg("--dir").arg(d);
@@ -215,6 +226,12 @@ pub fn in_child(args: &Args, r: &mut Results) -> anyhow::Result<()> {
     let last = windows.last().map_or(0, |w| w.0);
     let get = |k: &str| figures.get(k).copied().unwrap_or(f64::NAN);
     r.add(
+        &format!("storage path heap (RssAnon) at {}k", last / 1000),
+        "MB",
+        get("anon") / MB,
+        Goal::None,
+    );
+    r.add(
         &format!("storage path RSS at {}k", last / 1000),
         "MB",
         get("rss") / MB,
@@ -258,12 +275,14 @@ pub fn child(args: &Args) -> anyhow::Result<()> {
         args.scale_batch,
         &marks,
         !args.scale_no_index,
+        args.scale_flush_every,
     )?;
     for (size, rate) in &s.windows {
         println!("window {size} {rate}");
     }
     println!("rss {}", s.rss);
     println!("peak {}", s.peak_rss);
+    println!("anon {}", s.rss_anon);
     println!("leaf {}", s.leaf_bytes);
     println!("log {}", s.log_disk);
     println!("index {}", s.index_disk);
