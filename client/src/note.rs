@@ -220,14 +220,7 @@ impl NoteSigner {
         let found = parse_key_id(kind, hex_id)?;
         let seed = parse_key_bytes(kind, b64)?;
         let signer = NoteSigner::new(name, SigningKey::from_bytes(&seed))?;
-        if signer.key_id != found {
-            return Err(NoteError::KeyIdMismatch {
-                kind,
-                name: name.to_owned(),
-                expected: signer.key_id,
-                found,
-            });
-        }
+        check_key_id(kind, name, signer.key_id, found)?;
         Ok(signer)
     }
 
@@ -236,14 +229,9 @@ impl NoteSigner {
     /// This is the SECRET key: anyone holding it can sign as this key. Store it like any private
     /// key and never log it.
     pub fn to_text(&self) -> String {
-        let mut raw = Vec::with_capacity(33);
-        raw.push(ALG_ED25519);
-        raw.extend_from_slice(self.key.as_bytes());
         format!(
-            "{SIGNER_KEY_PREFIX}{}+{}+{}",
-            self.name,
-            hex::encode(self.key_id),
-            BASE64.encode(&raw)
+            "{SIGNER_KEY_PREFIX}{}",
+            key_text(&self.name, self.key_id, self.key.as_bytes())
         )
     }
 
@@ -332,28 +320,13 @@ impl NoteVerifier {
             name: name.to_owned(),
         })?;
         let verifier = NoteVerifier::new(name, key)?;
-        if verifier.key_id != found {
-            return Err(NoteError::KeyIdMismatch {
-                kind,
-                name: name.to_owned(),
-                expected: verifier.key_id,
-                found,
-            });
-        }
+        check_key_id(kind, name, verifier.key_id, found)?;
         Ok(verifier)
     }
 
     /// The verifier key text, `<name>+<hex key id>+<base64(0x01 || public key)>`.
     pub fn to_text(&self) -> String {
-        let mut raw = Vec::with_capacity(33);
-        raw.push(ALG_ED25519);
-        raw.extend_from_slice(self.key.as_bytes());
-        format!(
-            "{}+{}+{}",
-            self.name,
-            hex::encode(self.key_id),
-            BASE64.encode(&raw)
-        )
+        key_text(&self.name, self.key_id, self.key.as_bytes())
     }
 
     pub fn name(&self) -> &str {
@@ -520,6 +493,33 @@ pub fn open(msg: &str, verifier: &NoteVerifier) -> Result<Note, NoteError> {
     let note = Note::parse(msg)?;
     note.verify(verifier)?;
     Ok(note)
+}
+
+/// `<name>+<hex key id>+<base64(0x01 || key bytes)>`: the common tail of both key texts.
+fn key_text(name: &str, key_id: [u8; 4], key: &[u8; 32]) -> String {
+    let mut raw = Vec::with_capacity(33);
+    raw.push(ALG_ED25519);
+    raw.extend_from_slice(key);
+    format!("{name}+{}+{}", hex::encode(key_id), BASE64.encode(&raw))
+}
+
+/// A key text's id must be the one its name and key give.
+fn check_key_id(
+    kind: KeyKind,
+    name: &str,
+    expected: [u8; 4],
+    found: [u8; 4],
+) -> Result<(), NoteError> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(NoteError::KeyIdMismatch {
+            kind,
+            name: name.to_owned(),
+            expected,
+            found,
+        })
+    }
 }
 
 #[cfg(test)]
