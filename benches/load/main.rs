@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - this file: settings.
-//! - [`phases`]: the order of the phases and the table's rows.
+//! - [`phases`]: signing, the order of the phases, the baselines' rows.
+//! - [`node_run`]: one run of the node under load and its rows.
 //! - [`baseline`]: (a) Ed25519 on one core, (c) plain-file fdatasync and raw sled.
 //! - [`noop`]: (b) the no-op `LedgerService`, run as `fairtrail-bench noop-server`.
 //! - [`node`]: server processes (the node, the no-op service), memory and disk.
@@ -26,6 +27,7 @@ mod criterion;
 mod grpc;
 mod http;
 mod node;
+mod node_run;
 mod noop;
 mod phases;
 mod report;

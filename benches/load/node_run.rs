@@ -1,0 +1,313 @@
+//! The node under load, one run: setup (untimed), unary and streaming ingest, the fill to
+//! the read size in timed segments, `GetProvenance` and consumer-page reads, then memory and
+//! disk, each figure recorded with its ratio to the same run's baseline.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use fairtrail_client::bundle::Bundle;
+use fairtrail_client::gs1::ProductId;
+use fairtrail_client::proto::{self, provenance_service_client::ProvenanceServiceClient};
+use fairtrail_client::verify::{verify_bundle, Policy, Verdict};
+
+use crate::chain::{Chain, Filler, GTIN};
+use crate::node::{disk_usage, Server};
+use crate::phases::{leaf_len, MB, PRODUCERS};
+use crate::report::{Goal, Phase, Results};
+use crate::{grpc, http, submit, Args};
+
+/// What one node run needs: the settings and the workload signed before any clock.
+pub struct NodeRun<'a> {
+    pub args: &'a Args,
+    pub filler: &'a Filler,
+    pub harvests: &'a [proto::Envelope],
+    pub harvest_bytes: u64,
+    pub now: u64,
+    pub seed: u64,
+}
+
+impl NodeRun<'_> {
+    /// The node: setup (untimed), unary, streaming, fill in timed segments, reads, memory,
+    /// disk.
+    pub async fn run(
+        &self,
+        binary: &std::path::Path,
+        parent: &std::path::Path,
+        r: &mut Results,
+    ) -> anyhow::Result<()> {
+        let args = self.args;
+        let server = Server::node(binary, parent)?;
+        let url = server.grpc.clone();
+
+        // 1. Setup: the producers, and the chain the reads ask for.
+        let mut client = submit::ledger(submit::channel(&url).await?);
+        let log_key = client
+            .get_checkpoint(proto::GetCheckpointRequest {})
+            .await?
+            .into_inner()
+            .verifier_key;
+        let chain = Chain::sign(self.seed, self.now);
+        let policy_text = chain.policy_toml(&log_key);
+        if let Some(p) = server.policy_path() {
+            std::fs::write(p, &policy_text)?;
+        }
+        let declarations = self.filler.declarations();
+        let mut setup_bytes: u64 = declarations.iter().map(leaf_len).sum();
+        setup_bytes += chain
+            .statements
+            .iter()
+            .map(|s| leaf_len(&s.envelope))
+            .sum::<u64>();
+        submit::streamed(&mut client, declarations).await?;
+        submit::in_order(
+            &mut client,
+            chain
+                .statements
+                .iter()
+                .map(|s| (s.what.to_owned(), s.envelope.clone())),
+        )
+        .await?;
+
+        // 2. Ingest.
+        let (u, s) = (args.unary, args.stream);
+        let unary = grpc::unary(&url, args.clients, self.harvests[..u].to_vec()).await?;
+        ratio(
+            r,
+            "node unary Submit, durable",
+            &unary,
+            "(b) no-op tonic, unary Submit",
+            Goal::RatioAtLeast(0.5),
+        );
+        latencies(r, "node unary Submit", &unary);
+        let http = server
+            .http
+            .clone()
+            .ok_or_else(|| anyhow!("the node gave no HTTP address"))?;
+        let before = http::commit_counters(&http).await?;
+        let stream = grpc::streaming(
+            &url,
+            args.streams,
+            args.window,
+            self.harvests[u..u + s].to_vec(),
+        )
+        .await?;
+        let after = http::commit_counters(&http).await?;
+        let (commits, entries, micros) =
+            (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+        r.add(
+            "node SubmitStream: entries per group commit",
+            "entry",
+            entries / commits.max(1.0),
+            Goal::None,
+        );
+        r.add(
+            "node SubmitStream: time per group commit",
+            "ms",
+            micros / commits.max(1.0) / 1000.0,
+            Goal::None,
+        );
+        r.add(
+            "node SubmitStream: share of the time committing",
+            "%",
+            100.0 * micros / 1e6 / stream.elapsed.as_secs_f64(),
+            Goal::None,
+        );
+        let (rss, _, _) = server.memory()?;
+        r.add(
+            &format!("node RSS at {}k entries", (u + s) / 1000),
+            "MB",
+            rss as f64 / MB,
+            Goal::None,
+        );
+        let a = r
+            .last("(a) Ed25519 batch verify, 1 core")
+            .unwrap_or(f64::NAN);
+        let b = r.last("(b) no-op tonic, SubmitStream").unwrap_or(f64::NAN);
+        r.add("min((a), (b) stream)", "req/s", a.min(b), Goal::None);
+        ratio(
+            r,
+            "node SubmitStream, durable",
+            &stream,
+            "min((a), (b) stream)",
+            Goal::RatioAtLeast(0.6),
+        );
+        latencies(r, "node SubmitStream", &stream);
+        let early = (u + s, stream.rate());
+
+        // 3. Fill to the read size in segments of a tenth, the last one timed.
+        let total = args.log_size;
+        let segment = (total / 10).max(1);
+        let mut at = u + s;
+        let mut last = None;
+        while at < total {
+            let end = (at + segment).min(total);
+            let phase = grpc::streaming(
+                &url,
+                args.streams,
+                args.window,
+                self.harvests[at..end].to_vec(),
+            )
+            .await?;
+            eprintln!("  filled to {end}: {:.0} entries/s", phase.rate());
+            last = Some((end, phase.rate()));
+            at = end;
+        }
+        if let Some((end, rate)) = last {
+            let name = format!("node SubmitStream at {}k entries", end / 1000);
+            r.add_ratio(
+                &name,
+                "req/s",
+                rate,
+                &format!("same at {}k", early.0 / 1000),
+                early.1,
+                Goal::RatioAtLeast(0.8),
+            );
+        }
+
+        // 4. Reads: the bundle must verify before it is timed.
+        let batch = chain.batch.clone();
+        let key = proto::ProductKey {
+            gtin: GTIN.into(),
+            batch: batch.clone(),
+            serial: String::new(),
+        };
+        let entries = check_bundle(&url, &key, &policy_text).await?;
+        // Latency alone (one client), then throughput (every reader at once).
+        let size = format!(
+            "{}k-entry log",
+            (total + PRODUCERS + chain.statements.len()) / 1000
+        );
+        let secs = Duration::from_secs(args.read_secs);
+        let alone = grpc::provenance(&url, 1, secs, key.clone(), entries).await?;
+        r.add(
+            &format!("GetProvenance p50, 1 client, {size}"),
+            "ms",
+            alone.ms(0.5),
+            Goal::None,
+        );
+        r.add(
+            &format!("GetProvenance p99, 1 client, {size}"),
+            "ms",
+            alone.ms(0.99),
+            Goal::Below(5.0),
+        );
+        r.add(
+            &format!("GetProvenance p99.9, 1 client, {size}"),
+            "ms",
+            alone.ms(0.999),
+            Goal::None,
+        );
+        let busy = grpc::provenance(&url, args.readers, secs, key, entries).await?;
+        let n = args.readers;
+        r.add(
+            &format!("GetProvenance, {n} clients"),
+            "req/s",
+            busy.rate(),
+            Goal::None,
+        );
+        r.add(
+            &format!("GetProvenance p50, {n} clients"),
+            "ms",
+            busy.ms(0.5),
+            Goal::None,
+        );
+        r.add(
+            &format!("GetProvenance p99, {n} clients"),
+            "ms",
+            busy.ms(0.99),
+            Goal::None,
+        );
+        let path = ProductId::new(GTIN, &batch, None)?.path();
+        let page = http::load(&http, &path, n, secs).await?;
+        r.add(
+            &format!("consumer page, {n} keep-alive clients"),
+            "req/s",
+            page.rate(),
+            Goal::AtLeast(5000.0),
+        );
+        r.add(
+            &format!("consumer page p99, {n} clients"),
+            "ms",
+            page.ms(0.99),
+            Goal::None,
+        );
+
+        // 5. Memory and disk.
+        let (rss, peak, anon) = server.memory()?;
+        r.add(
+            &format!("node RSS at {size}"),
+            "MB",
+            rss as f64 / MB,
+            Goal::Below(300.0),
+        );
+        r.add(
+            &format!("node peak RSS at {size}"),
+            "MB",
+            peak as f64 / MB,
+            Goal::None,
+        );
+        r.add(
+            &format!("node heap (RssAnon) at {size}"),
+            "MB",
+            anon as f64 / MB,
+            Goal::None,
+        );
+        let data = server
+            .data_dir()
+            .ok_or_else(|| anyhow!("no data directory"))?;
+        let (_, log_disk) = disk_usage(&data.join("log"));
+        let (_, index_disk) = disk_usage(&data.join("index"));
+        let raw = (setup_bytes + self.harvest_bytes) as f64;
+        r.add_ratio(
+            "log on disk",
+            "MB",
+            log_disk as f64 / MB,
+            "raw leaf bytes",
+            raw / MB,
+            Goal::RatioAtMost(1.5),
+        );
+        r.add_ratio(
+            "index on disk",
+            "MB",
+            index_disk as f64 / MB,
+            "raw leaf bytes",
+            raw / MB,
+            Goal::None,
+        );
+        drop(client);
+        server.stop()
+    }
+}
+
+fn ratio(r: &mut Results, name: &str, phase: &Phase, baseline: &str, goal: Goal) {
+    let base = r.last(baseline).unwrap_or(f64::NAN);
+    r.add_ratio(name, "req/s", phase.rate(), baseline, base, goal);
+}
+
+fn latencies(r: &mut Results, name: &str, phase: &Phase) {
+    for (label, q) in [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)] {
+        r.add(&format!("{name} {label}"), "ms", phase.ms(q), Goal::None);
+    }
+}
+
+/// Fetches the chain's bundle once and verifies it under the policy, as a consumer's
+/// verifier would; returns its number of entries.
+async fn check_bundle(url: &str, key: &proto::ProductKey, policy: &str) -> anyhow::Result<usize> {
+    let mut client = ProvenanceServiceClient::new(submit::channel(url).await?)
+        .max_decoding_message_size(submit::MAX_MESSAGE_BYTES);
+    let wire = client
+        .get_provenance(proto::GetProvenanceRequest {
+            subject: Some(proto::get_provenance_request::Subject::Product(key.clone())),
+        })
+        .await?
+        .into_inner()
+        .bundle
+        .ok_or_else(|| anyhow!("no bundle"))?;
+    let entries = wire.entries.len();
+    let bundle = Bundle::try_from(wire).context("the node's bundle is malformed")?;
+    let report = verify_bundle(&bundle, &Policy::from_toml(policy)?);
+    if report.verdict != Verdict::Verified {
+        bail!("the chain's bundle does not verify: {report:?}");
+    }
+    Ok(entries)
+}
