@@ -34,6 +34,17 @@ use crate::Global;
 // ---------------------------------------------------------------------------------------------
 // certify
 
+/// What every statement command takes besides its own fields.
+#[derive(Args, Debug)]
+pub struct CommonArgs {
+    /// A short remark, shown with the statement.
+    #[arg(long)]
+    pub remark: Option<String>,
+    /// Write the signed envelope (DSSE JSON) to this new file instead of submitting it.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
 #[derive(Args, Debug)]
 pub struct CertifyArgs {
     /// The certified participant's public key (ed25519:<64 hex>, as `fairtrail keygen` printed
@@ -71,12 +82,8 @@ pub struct CertifyArgs {
     /// With --pgs: the key file of another PGS member who signs now (repeat for several).
     #[arg(long = "cosigner", value_name = "KEYFILE", requires = "pgs")]
     pub cosigners: Vec<PathBuf>,
-    /// A short remark, shown with the statement.
-    #[arg(long)]
-    pub remark: Option<String>,
-    /// Write the signed envelope (DSSE JSON) to this new file instead of submitting it.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 pub async fn certify(g: &Global, a: CertifyArgs) -> anyhow::Result<u8> {
@@ -127,19 +134,19 @@ pub async fn certify(g: &Global, a: CertifyArgs) -> anyhow::Result<u8> {
         kind: kind as i32,
         network,
     });
-    let statement = header(&key, body, a.remark)?;
+    let statement = header(&key, body, a.common.remark)?;
     let mut keys = vec![&key];
     keys.extend(cosigners.iter());
     distinct_signers(&keys)?;
     let mut report = Report::default();
-    if let (Some(network), Some(out)) = (&a.pgs, &a.out) {
+    if let (Some(network), Some(out)) = (&a.pgs, &a.common.out) {
         report.line(format!(
             "network    {network}: {} member(s) signed so far; the others add theirs with `fairtrail cosign {} --key THEIR_KEY`",
             keys.len(),
             out.display()
         ));
     }
-    send(g, &statement, &keys, a.out.as_deref(), report).await
+    send(g, &statement, &keys, a.common.out.as_deref(), report).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -177,12 +184,8 @@ pub struct RevokeArgs {
     /// revoked by its certifier alone (--key).
     #[arg(long = "cosigner", value_name = "KEYFILE")]
     pub cosigners: Vec<PathBuf>,
-    /// A short remark, shown with the statement.
-    #[arg(long)]
-    pub remark: Option<String>,
-    /// Write the signed envelope (DSSE JSON) to this new file instead of submitting it.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 pub async fn revoke(g: &Global, a: RevokeArgs) -> anyhow::Result<u8> {
@@ -206,11 +209,11 @@ pub async fn revoke(g: &Global, a: RevokeArgs) -> anyhow::Result<u8> {
             .unwrap_or_else(fairtrail_client::statement::now_ms),
         reason: a.reason.trim().to_owned(),
     });
-    let statement = header(&key, body, a.remark)?;
+    let statement = header(&key, body, a.common.remark)?;
     let mut keys = vec![&key];
     keys.extend(cosigners.iter());
     distinct_signers(&keys)?;
-    sign_and_send(g, &statement, &keys, a.out.as_deref()).await
+    sign_and_send(g, &statement, &keys, a.common.out.as_deref()).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,12 +251,8 @@ pub struct RotateKeyArgs {
     /// With --recovery: the key file of a guardian who signs now (repeat for several).
     #[arg(long = "guardian", value_name = "KEYFILE", requires = "recovery")]
     pub guardians: Vec<PathBuf>,
-    /// A short remark, shown with the statement.
-    #[arg(long)]
-    pub remark: Option<String>,
-    /// Write the signed envelope (DSSE JSON) to this new file instead of submitting it.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 pub async fn rotate_key(g: &Global, a: RotateKeyArgs) -> anyhow::Result<u8> {
@@ -285,22 +284,22 @@ pub async fn rotate_key(g: &Global, a: RotateKeyArgs) -> anyhow::Result<u8> {
             );
         }
         let guardians = read_keys("--guardian", &a.guardians)?;
-        if guardians.is_empty() && a.out.is_none() {
+        if guardians.is_empty() && a.common.out.is_none() {
             bail!("a recovery needs your guardians' signatures: give --guardian KEYFILE (repeat), or write the envelope with --out FILE and have each guardian run `fairtrail cosign FILE --key THEIR_KEY` before `fairtrail submit FILE`");
         }
-        let mut statement = header(&new_key, body, a.remark)?;
+        let mut statement = header(&new_key, body, a.common.remark)?;
         statement.issuer = lost.as_bytes().to_vec();
         let mut keys = vec![&new_key];
         keys.extend(guardians.iter());
         distinct_signers(&keys)?;
-        if let Some(out) = &a.out {
+        if let Some(out) = &a.common.out {
             report.line(format!(
                 "guardians  {} of them signed so far; the others add theirs with `fairtrail cosign {} --key THEIR_KEY`",
                 guardians.len(),
                 out.display()
             ));
         }
-        return send(g, &statement, &keys, a.out.as_deref(), report).await;
+        return send(g, &statement, &keys, a.common.out.as_deref(), report).await;
     }
     let key = signing_key(g)?;
     if public_key(&key) == new_public {
@@ -309,8 +308,15 @@ pub async fn rotate_key(g: &Global, a: RotateKeyArgs) -> anyhow::Result<u8> {
             a.new_key.display()
         );
     }
-    let statement = header(&key, body, a.remark)?;
-    send(g, &statement, &[&key, &new_key], a.out.as_deref(), report).await
+    let statement = header(&key, body, a.common.remark)?;
+    send(
+        g,
+        &statement,
+        &[&key, &new_key],
+        a.common.out.as_deref(),
+        report,
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -352,12 +358,8 @@ pub struct HarvestArgs {
     /// Your own lot code for this harvest.
     #[arg(long, default_value = "")]
     pub lot_code: String,
-    /// A short remark, shown with the statement.
-    #[arg(long)]
-    pub remark: Option<String>,
-    /// Write the signed envelope (DSSE JSON) to this new file instead of submitting it.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 pub async fn harvest(g: &Global, a: HarvestArgs) -> anyhow::Result<u8> {
@@ -390,7 +392,7 @@ pub async fn harvest(g: &Global, a: HarvestArgs) -> anyhow::Result<u8> {
         farmer_count: a.farmers,
         lot_code: a.lot_code.trim().to_owned(),
     });
-    let statement = header(&key, body, a.remark)?;
+    let statement = header(&key, body, a.common.remark)?;
     let lot = LotId {
         statement: id_of(&statement),
         output: 0,
@@ -403,7 +405,7 @@ pub async fn harvest(g: &Global, a: HarvestArgs) -> anyhow::Result<u8> {
             DisplayQuantity(quantity.amount, quantity.unit)
         ),
     );
-    send(g, &statement, &[&key], a.out.as_deref(), report).await
+    send(g, &statement, &[&key], a.common.out.as_deref(), report).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,12 +428,8 @@ pub struct ShipArgs {
     /// A contract, invoice or bill of lading reference.
     #[arg(long, default_value = "")]
     pub document: String,
-    /// A short remark, shown with the statement.
-    #[arg(long)]
-    pub remark: Option<String>,
-    /// Write the signed envelope (DSSE JSON) to this new file instead of submitting it.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 pub async fn ship(g: &Global, a: ShipArgs) -> anyhow::Result<u8> {
@@ -463,7 +461,7 @@ pub async fn ship(g: &Global, a: ShipArgs) -> anyhow::Result<u8> {
         price: a.price,
         document_reference: a.document.trim().to_owned(),
     });
-    let statement = header(&key, body, a.remark)?;
+    let statement = header(&key, body, a.common.remark)?;
     let lot = LotId {
         statement: id_of(&statement),
         output: 0,
@@ -477,7 +475,7 @@ pub async fn ship(g: &Global, a: ShipArgs) -> anyhow::Result<u8> {
         "next       the recipient runs `fairtrail receive --transfer {} --confirm`",
         lot.statement
     ));
-    send(g, &statement, &[&key], a.out.as_deref(), report).await
+    send(g, &statement, &[&key], a.common.out.as_deref(), report).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -500,12 +498,8 @@ pub struct ReceiveArgs {
     /// confirming online without --amount, that amount is read from the transfer in the log.
     #[arg(long, value_name = "QUANTITY", value_parser = quantity_arg)]
     pub amount: Option<proto::Quantity>,
-    /// A short remark, shown with the statement.
-    #[arg(long)]
-    pub remark: Option<String>,
-    /// Write the signed envelope (DSSE JSON) to this new file instead of submitting it.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 pub async fn receive(g: &Global, a: ReceiveArgs) -> anyhow::Result<u8> {
@@ -515,7 +509,7 @@ pub async fn receive(g: &Global, a: ReceiveArgs) -> anyhow::Result<u8> {
     } else {
         proto::ReceiptOutcome::Disputed
     };
-    let amount = match (a.amount, a.confirm, a.out.is_some()) {
+    let amount = match (a.amount, a.confirm, a.common.out.is_some()) {
         (Some(q), _, _) => q.amount,
         (None, true, false) => shipped_amount(g, &a.transfer).await?,
         (None, true, true) => bail!(
@@ -530,8 +524,8 @@ pub async fn receive(g: &Global, a: ReceiveArgs) -> anyhow::Result<u8> {
         outcome: outcome as i32,
         amount_received: amount,
     });
-    let statement = header(&key, body, a.remark)?;
-    sign_and_send(g, &statement, &[&key], a.out.as_deref()).await
+    let statement = header(&key, body, a.common.remark)?;
+    sign_and_send(g, &statement, &[&key], a.common.out.as_deref()).await
 }
 
 /// The total a logged transfer shipped, in its lots' unit (the node's word; the node checks
@@ -587,12 +581,8 @@ pub struct TransformArgs {
     /// What was done, such as roasting, hulling or blending.
     #[arg(long)]
     pub process: String,
-    /// A short remark, shown with the statement.
-    #[arg(long)]
-    pub remark: Option<String>,
-    /// Write the signed envelope (DSSE JSON) to this new file instead of submitting it.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 pub async fn transform(g: &Global, a: TransformArgs) -> anyhow::Result<u8> {
@@ -622,7 +612,7 @@ pub async fn transform(g: &Global, a: TransformArgs) -> anyhow::Result<u8> {
             .collect(),
         process: a.process.trim().to_owned(),
     });
-    let statement = header(&key, body, a.remark)?;
+    let statement = header(&key, body, a.common.remark)?;
     let id = id_of(&statement);
     let mut report = Report::default();
     let mut lots = Vec::new();
@@ -639,7 +629,7 @@ pub async fn transform(g: &Global, a: TransformArgs) -> anyhow::Result<u8> {
         ));
     }
     report.json.insert("lots".into(), Value::Array(lots));
-    send(g, &statement, &[&key], a.out.as_deref(), report).await
+    send(g, &statement, &[&key], a.common.out.as_deref(), report).await
 }
 
 /// Outputs that weigh more than the inputs they come from are unusual (roasting loses about a
@@ -690,12 +680,8 @@ pub struct LabelArgs {
     /// (repeat for several).
     #[arg(long = "input", value_name = "LOT=QUANTITY", required = true)]
     pub inputs: Vec<LotAmount>,
-    /// A short remark, shown with the statement.
-    #[arg(long)]
-    pub remark: Option<String>,
-    /// Write the signed envelope (DSSE JSON) to this new file instead of submitting it.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 pub async fn label(g: &Global, a: LabelArgs) -> anyhow::Result<u8> {
@@ -717,7 +703,7 @@ pub async fn label(g: &Global, a: LabelArgs) -> anyhow::Result<u8> {
         inputs,
         product_name: a.product_name.trim().to_owned(),
     });
-    let statement = header(&key, body, a.remark)?;
+    let statement = header(&key, body, a.common.remark)?;
     let mut report = Report::default();
     report.line(format!(
         "product    GTIN {} batch {}{} (Digital Link path {})",
@@ -739,7 +725,7 @@ pub async fn label(g: &Global, a: LabelArgs) -> anyhow::Result<u8> {
             "digital_link_path": product.path(),
         }),
     );
-    send(g, &statement, &[&key], a.out.as_deref(), report).await
+    send(g, &statement, &[&key], a.common.out.as_deref(), report).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -754,12 +740,8 @@ pub struct DisputeArgs {
     /// What is wrong, in words people can check.
     #[arg(long)]
     pub reason: String,
-    /// A short remark, shown with the statement.
-    #[arg(long)]
-    pub remark: Option<String>,
-    /// Write the signed envelope (DSSE JSON) to this new file instead of submitting it.
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 pub async fn dispute(g: &Global, a: DisputeArgs) -> anyhow::Result<u8> {
@@ -769,8 +751,8 @@ pub async fn dispute(g: &Global, a: DisputeArgs) -> anyhow::Result<u8> {
         entry: a.entry.as_bytes().to_vec(),
         reason: a.reason.trim().to_owned(),
     });
-    let statement = header(&key, body, a.remark)?;
-    sign_and_send(g, &statement, &[&key], a.out.as_deref()).await
+    let statement = header(&key, body, a.common.remark)?;
+    sign_and_send(g, &statement, &[&key], a.common.out.as_deref()).await
 }
 
 // ---------------------------------------------------------------------------------------------
