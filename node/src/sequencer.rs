@@ -5,8 +5,9 @@
 //!    all signatures at once with Ed25519 batch verification;
 //! 2. the *committer* takes every verified batch waiting, drops statements already logged
 //!    (idempotent resubmission), appends the rest to the tiles with one group commit
-//!    (fdatasync), signs and durably writes one checkpoint, updates the index, and only then
-//!    answers each caller with its receipt.
+//!    (fdatasync), signs and durably writes one checkpoint, hands the index writes to the
+//!    index's applier thread (readers see them from then on), and only then answers each
+//!    caller with its receipt.
 //!
 //! A storage failure is fatal to the sequencer: it answers UNAVAILABLE from then on and
 //! reports the failure so the node stops; nothing unsure is ever acknowledged.
@@ -19,7 +20,7 @@ use bytes::Bytes;
 use fairtrail_client::checkpoint::Checkpoint;
 use fairtrail_client::entry::{encode_leaf, LeafError};
 use fairtrail_client::envelope::{
-    verify_batch, Envelope, EnvelopeError, StatementId, VerifiedEnvelope,
+    verify_batch, Envelope, EnvelopeError, KnownKeys, StatementId, VerifiedEnvelope,
 };
 use fairtrail_client::keys::PublicKey;
 use fairtrail_client::merkle::{leaf_hash, Hash};
@@ -175,6 +176,7 @@ fn verify_loop(
     out: std_mpsc::SyncSender<Vec<Verified>>,
     metrics: &Metrics,
 ) {
+    let mut known = KnownKeys::default();
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -188,12 +190,13 @@ fn verify_loop(
         for s in batch {
             // Defence in depth: decoding handles untrusted bytes, and a bug there must cost
             // one submission, not the thread every later submission needs.
-            let decoded =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(s.envelope)))
-                    .unwrap_or_else(|_| {
-                        tracing::error!("decoding a submission panicked; it is refused");
-                        Err(SubmitError::Internal("decoding the envelope failed".into()))
-                    });
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                decode(s.envelope, &mut known)
+            }))
+            .unwrap_or_else(|_| {
+                tracing::error!("decoding a submission panicked; it is refused");
+                Err(SubmitError::Internal("decoding the envelope failed".into()))
+            });
             match decoded {
                 Ok((e, statement)) => {
                     envelopes.push(e);
@@ -226,8 +229,11 @@ fn verify_loop(
 }
 
 /// Decodes an envelope and its statement: everything checkable without the log's state.
-fn decode(wire: proto::Envelope) -> Result<(Envelope, Statement), SubmitError> {
-    let envelope = Envelope::try_from(wire)?;
+fn decode(
+    wire: proto::Envelope,
+    known: &mut KnownKeys,
+) -> Result<(Envelope, Statement), SubmitError> {
+    let envelope = Envelope::decode_with(wire, known)?;
     let statement = Statement::decode(&envelope)?;
     Ok((envelope, statement))
 }
@@ -368,8 +374,9 @@ impl Committer {
         };
         if !leaves.is_empty() {
             self.last_integrated_ms = integrated_at;
-            // 3. The state follows the log, never leads it.
-            self.index.apply(writes, &leaf_hashes, snapshot.size)?;
+            // 3. The state follows the log, never leads it. The applier thread writes it
+            //    while the next batch commits; until then readers see it as pending.
+            self.index.apply_later(writes, leaf_hashes, snapshot.size)?;
             Metrics::add(&self.metrics.commits, 1);
             Metrics::add(&self.metrics.committed_entries, leaves.len() as u64);
             Metrics::add(
