@@ -167,10 +167,48 @@ pub struct Envelope {
     id: StatementId,
 }
 
+/// Public keys already found to be valid, strong curve points, so that decoding the next
+/// envelope they sign skips decompressing them again. Bounded: it forgets everything when
+/// full. For a long-lived decoder such as
+/// the node's verifier thread; keys never change validity, so remembering them is exact.
+#[derive(Debug, Default)]
+pub struct KnownKeys {
+    keys: std::collections::HashSet<[u8; 32]>,
+}
+
+impl KnownKeys {
+    /// Keys remembered at most (32 bytes each, about 2.5 MB in all with the table).
+    pub const CAPACITY: usize = 65_536;
+
+    /// Checks `key` as [`PublicKey::verifying_key`] does, remembering keys that pass.
+    fn check(&mut self, key: &PublicKey) -> Result<(), crate::keys::PublicKeyError> {
+        if self.keys.contains(key.as_bytes()) {
+            return Ok(());
+        }
+        key.verifying_key()?;
+        if self.keys.len() >= Self::CAPACITY {
+            self.keys.clear();
+        }
+        self.keys.insert(*key.as_bytes());
+        Ok(())
+    }
+}
+
 impl TryFrom<proto::Envelope> for Envelope {
     type Error = EnvelopeError;
 
     fn try_from(wire: proto::Envelope) -> Result<Self, Self::Error> {
+        Envelope::decode_with(wire, &mut KnownKeys::default())
+    }
+}
+
+impl Envelope {
+    /// Decodes and checks an envelope's shape as `TryFrom` does, skipping the curve checks
+    /// of keys `known` has already seen pass.
+    pub fn decode_with(
+        wire: proto::Envelope,
+        known: &mut KnownKeys,
+    ) -> Result<Envelope, EnvelopeError> {
         if wire.payload.is_empty() {
             return Err(EnvelopeError::EmptyPayload);
         }
@@ -202,8 +240,8 @@ impl TryFrom<proto::Envelope> for Envelope {
             if signatures.iter().any(|s| s.public_key == public_key) {
                 return Err(EnvelopeError::DuplicateSigner { key: public_key });
             }
-            public_key
-                .verifying_key()
+            known
+                .check(&public_key)
                 .map_err(|source| EnvelopeError::BadPublicKey { position, source })?;
             let sig_bytes: [u8; 64] =
                 sig.sig

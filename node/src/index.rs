@@ -1,26 +1,41 @@
-//! What is derived from the log, kept in sled: the ledger state of the rules (participants,
-//! keys, lots and balances, certifications, products, and the indexes by participant, lot,
-//! product, certification subject, revocation, receipt and dispute), leaf hash -> index, and
-//! how far the log has been applied. SPEC.md sections "Storage" and "Ledger state".
+//! What is derived from the log. Two stores, each suited to its keys:
+//! - sled holds the ledger state of the rules (participants, keys, lots and balances,
+//!   certifications, products, and the lists by participant, lot, product, certification
+//!   subject, revocation, receipt and dispute) and how far the log has been applied to it;
+//! - two [`HashIndex`]es map the per-entry hashes to entry indexes: statement id -> index
+//!   (the rules' `i` keys, routed here) and leaf hash -> index. Their keys are uniform
+//!   hashes, one of each per entry: the write pattern that makes sled's memory grow without
+//!   bound, and the one an append-only run index with Bloom filters serves best.
+//!
+//! SPEC.md sections "Storage" and "Ledger state".
 //!
 //! # Contract
-//! - Never ahead of the log: the sequencer applies a batch only after the log made it durable,
-//!   and each batch is one atomic sled batch together with the new `applied` mark.
-//! - Not durable on its own (sled flushes in the background): after a crash the index may
-//!   lag the log, and [`Index::applied`] says from where to replay. Replaying is idempotent.
+//! - Never ahead of the log: the sequencer applies a batch only after the log made it durable.
+//!   Each store keeps its own applied mark (sled's moves in one atomic batch with the writes).
+//! - Not durable on its own (sled flushes in the background, the hash indexes write runs
+//!   every so many entries): after a crash each store may lag the log, and says from where to
+//!   replay. Replaying is idempotent.
 //! - Safe to read concurrently with the single writer.
 
-use std::path::Path;
-
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc as std_mpsc, Arc, Condvar, Mutex};
+use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use fairtrail_client::envelope::StatementId;
 use fairtrail_client::merkle::Hash;
 use fairtrail_client::rules::{records::prefix, StateError, StateRead};
 
+use crate::hashindex::{HashIndex, HashIndexError, HashIndexStats};
+
 const APPLIED_KEY: &[u8] = b"m/applied";
-const ID_PREFIX: u8 = prefix::STATEMENT;
-const LEAF_PREFIX: u8 = b'h';
+/// Which layout the sled tree has. A tree without it (or with another) is rebuilt from the log.
+const FORMAT_KEY: &[u8] = b"m/format";
+/// 2: statement ids and leaf hashes moved from sled to the hash indexes.
+const FORMAT: u64 = 2;
+/// A rules key `i` + 32-byte statement id: served by the statement-id hash index.
+const ID_KEY_LEN: usize = 33;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -28,20 +43,73 @@ pub enum IndexError {
     Sled(#[from] sled::Error),
     #[error("index database holds a malformed value under {key}")]
     Malformed { key: String },
+    #[error(transparent)]
+    Hash(#[from] HashIndexError),
+    #[error("index applier: {0}")]
+    Applier(String),
 }
 
-/// The derived indexes. Cheap to clone: sled trees are shared handles.
+/// The derived indexes. Cheap to clone: every part is a shared handle.
+///
+/// Writes reach the stores in two ways: [`Index::apply`] writes them at once (replay at
+/// start), and [`Index::apply_later`] hands them to the applier thread, so the sequencer can
+/// answer as soon as the log is durable. Until the applier has written a batch, readers see
+/// it in the pending list, newest first, before the stores: a receipt's entry can be looked
+/// up the moment the receipt is sent.
 #[derive(Clone)]
 pub struct Index {
-    db: sled::Db,
-    tree: sled::Tree,
+    stores: Stores,
+    pending: Arc<ArcSwap<Vec<Arc<PendingBatch>>>>,
+    applier: Arc<ApplierHandle>,
 }
 
-fn key(prefix: u8, bytes: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + bytes.len());
-    k.push(prefix);
-    k.extend_from_slice(bytes);
-    k
+/// The stores themselves.
+#[derive(Clone)]
+struct Stores {
+    db: sled::Db,
+    tree: sled::Tree,
+    ids: HashIndex,
+    leaves: HashIndex,
+}
+
+/// One group commit's writes, handed to the applier and not yet in the stores.
+struct PendingBatch {
+    writes: BTreeMap<Vec<u8>, Vec<u8>>,
+    leaves: Vec<(Hash, u64)>,
+    applied: u64,
+}
+
+/// Batches handed to the applier and not yet written, at most: the sequencer waits beyond.
+pub const MAX_PENDING_BATCHES: usize = 8;
+
+/// The sequencer's end of the applier thread.
+struct ApplierHandle {
+    queue: std_mpsc::SyncSender<Arc<PendingBatch>>,
+    shared: Arc<ApplierShared>,
+}
+
+/// What the applier thread and the index share.
+#[derive(Default)]
+struct ApplierShared {
+    /// Why the applier stopped, if it failed: the index is then frozen at its pending state.
+    failure: Mutex<Option<String>>,
+    /// Signalled each time a batch is written (or the applier fails).
+    progress: Condvar,
+}
+
+/// The statement id in a rules key `i` + id, if `key` is one.
+fn statement_key(key: &[u8]) -> Option<[u8; 32]> {
+    match key.split_first() {
+        Some((&p, id)) if p == prefix::STATEMENT && key.len() == ID_KEY_LEN => id.try_into().ok(),
+        _ => None,
+    }
+}
+
+/// Where the hash indexes of the sled database at `path` live: beside it.
+fn hashes_dir(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push("-hashes");
+    path.with_file_name(name)
 }
 
 fn decode_u64(value: &[u8], what: &str) -> Result<u64, IndexError> {
@@ -58,80 +126,322 @@ impl Index {
             .cache_capacity(64 * 1024 * 1024)
             .open()?;
         let tree = db.open_tree("index")?;
-        Ok(Index { db, tree })
+        let hashes = hashes_dir(path);
+        let stores = Stores {
+            db,
+            tree,
+            ids: HashIndex::open(&hashes, "ids")?,
+            leaves: HashIndex::open(&hashes, "leaves")?,
+        };
+        let format = match stores.tree.get(FORMAT_KEY)? {
+            Some(v) => Some(decode_u64(&v, "format")?),
+            None => None,
+        };
+        if format != Some(FORMAT) {
+            if format.is_some() || !stores.tree.is_empty() {
+                tracing::warn!(
+                    ?format,
+                    "the index has an older layout; rebuilding it from the log"
+                );
+            }
+            stores.clear_state()?;
+            stores.clear_hashes()?;
+        }
+        let pending = Arc::new(ArcSwap::from_pointee(Vec::new()));
+        let applier = start_applier(stores.clone(), pending.clone())
+            .map_err(|e| IndexError::Applier(format!("cannot start the applier thread: {e}")))?;
+        Ok(Index {
+            stores,
+            pending,
+            applier: Arc::new(applier),
+        })
     }
 
-    /// How many log entries the index reflects.
+    /// How many log entries the ledger state (sled) reflects.
     pub fn applied(&self) -> Result<u64, IndexError> {
-        match self.tree.get(APPLIED_KEY)? {
+        match self.stores.tree.get(APPLIED_KEY)? {
             Some(v) => decode_u64(&v, "applied"),
             None => Ok(0),
         }
     }
 
+    /// How many log entries the statement-id and leaf-hash indexes reflect: each may lag
+    /// the ledger state after a crash, or lead it.
+    pub fn hashes_applied(&self) -> (u64, u64) {
+        (self.stores.ids.applied(), self.stores.leaves.applied())
+    }
+
     pub fn index_of_statement(&self, id: &StatementId) -> Result<Option<u64>, IndexError> {
-        self.tree
-            .get(key(ID_PREFIX, id.as_bytes()))?
-            .map(|v| decode_u64(&v, "statement id"))
-            .transpose()
+        let key = records_key(prefix::STATEMENT, id.as_bytes());
+        for batch in self.pending.load().iter().rev() {
+            if let Some(v) = batch.writes.get(&key) {
+                return decode_u64(v, "statement id").map(Some);
+            }
+        }
+        Ok(self.stores.ids.get(id.as_bytes())?)
     }
 
     pub fn index_of_leaf(&self, leaf_hash: &Hash) -> Result<Option<u64>, IndexError> {
-        self.tree
-            .get(key(LEAF_PREFIX, leaf_hash))?
-            .map(|v| decode_u64(&v, "leaf hash"))
-            .transpose()
+        for batch in self.pending.load().iter().rev() {
+            if let Some((_, i)) = batch.leaves.iter().find(|(h, _)| h == leaf_hash) {
+                return Ok(Some(*i));
+            }
+        }
+        Ok(self.stores.leaves.get(leaf_hash)?)
     }
 
     /// Records the rules' `writes` and the `leaves` (leaf hash, index) of new entries, and
-    /// moves the applied mark to `applied`, all in one atomic batch.
+    /// moves the applied marks to `applied`, now. Only while nothing is pending (at start).
     pub fn apply(
         &self,
         writes: BTreeMap<Vec<u8>, Vec<u8>>,
         leaves: &[(Hash, u64)],
         applied: u64,
     ) -> Result<(), IndexError> {
-        let mut batch = sled::Batch::default();
-        for (k, v) in writes {
-            batch.insert(k, v);
+        self.stores.apply(&writes, leaves, applied)
+    }
+
+    /// Hands the same to the applier thread and returns at once, unless
+    /// [`MAX_PENDING_BATCHES`] are already waiting (then it waits for room). Readers see the
+    /// writes from now on. Fails if the applier has failed: the stores cannot follow the log.
+    pub fn apply_later(
+        &self,
+        writes: BTreeMap<Vec<u8>, Vec<u8>>,
+        leaves: Vec<(Hash, u64)>,
+        applied: u64,
+    ) -> Result<(), IndexError> {
+        self.check_applier()?;
+        let batch = Arc::new(PendingBatch {
+            writes,
+            leaves,
+            applied,
+        });
+        self.pending.rcu(|list| {
+            let mut list = Vec::clone(list);
+            list.push(batch.clone());
+            list
+        });
+        self.applier
+            .queue
+            .send(batch)
+            .map_err(|_| IndexError::Applier("the applier thread has stopped".into()))
+    }
+
+    /// Fails if the applier thread has failed.
+    fn check_applier(&self) -> Result<(), IndexError> {
+        match self.applier.shared.failure.lock() {
+            Ok(failure) => match failure.as_ref() {
+                Some(reason) => Err(IndexError::Applier(reason.clone())),
+                None => Ok(()),
+            },
+            Err(_) => Err(IndexError::Applier("the applier state is poisoned".into())),
         }
-        for (hash, index) in leaves {
-            batch.insert(key(LEAF_PREFIX, hash), &index.to_be_bytes());
+    }
+
+    /// Waits until the applier has written every pending batch.
+    pub fn wait_applied(&self) -> Result<(), IndexError> {
+        let shared = &self.applier.shared;
+        let mut failure = shared
+            .failure
+            .lock()
+            .map_err(|_| IndexError::Applier("the applier state is poisoned".into()))?;
+        loop {
+            if let Some(reason) = failure.as_ref() {
+                return Err(IndexError::Applier(reason.clone()));
+            }
+            if self.pending.load().is_empty() {
+                return Ok(());
+            }
+            // A timeout, not only the signal: a wake-up between the check and the wait is
+            // then late, never lost.
+            failure = shared
+                .progress
+                .wait_timeout(failure, Duration::from_millis(10))
+                .map_err(|_| IndexError::Applier("the applier state is poisoned".into()))?
+                .0;
         }
-        batch.insert(APPLIED_KEY, &applied.to_be_bytes());
-        self.tree.apply_batch(batch)?;
+    }
+
+    /// Brings the hash indexes to `applied` with entries (statement id, leaf hash, index)
+    /// read back from the log: replay after a crash. Entries they already hold are skipped.
+    pub fn apply_hashes(
+        &self,
+        entries: &[(StatementId, Hash, u64)],
+        applied: u64,
+    ) -> Result<(), IndexError> {
+        let ids: Vec<([u8; 32], u64)> = entries
+            .iter()
+            .map(|(id, _, i)| (*id.as_bytes(), *i))
+            .collect();
+        let leaves: Vec<(Hash, u64)> = entries.iter().map(|(_, h, i)| (*h, *i)).collect();
+        self.stores.ids.insert(&ids, applied)?;
+        self.stores.leaves.insert(&leaves, applied)?;
         Ok(())
     }
 
-    /// The entry indexes listed under `prefix` (keys ending with an 8-byte big-endian index).
+    /// The hash indexes' sizes and memory, for metrics and benchmarks.
+    pub fn hash_stats(&self) -> [HashIndexStats; 2] {
+        [self.stores.ids.stats(), self.stores.leaves.stats()]
+    }
+
+    /// The entry indexes listed under `prefix` (keys ending with an 8-byte big-endian index),
+    /// ascending.
     pub fn list(&self, prefix: &[u8]) -> Result<Vec<u64>, IndexError> {
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(prefix).keys() {
-            let k = item?;
-            let tail = k.get(k.len().saturating_sub(8)..).unwrap_or(&[]);
-            out.push(decode_u64(tail, "list index")?);
+        for item in self.stores.tree.scan_prefix(prefix).keys() {
+            out.push(list_index(&item?)?);
+        }
+        let pending = self.pending.load();
+        if !pending.is_empty() {
+            for batch in pending.iter() {
+                let keys = batch.writes.range(prefix.to_vec()..);
+                for (k, _) in keys.take_while(|(k, _)| k.starts_with(prefix)) {
+                    out.push(list_index(k)?);
+                }
+            }
+            out.sort_unstable();
+            out.dedup();
         }
         Ok(out)
     }
 
-    /// Forgets everything: used when the index is found ahead of the log.
+    /// Forgets everything.
     pub fn clear(&self) -> Result<(), IndexError> {
-        self.tree.clear()?;
-        Ok(())
+        self.wait_applied()?;
+        self.stores.clear_state()?;
+        self.stores.clear_hashes()
     }
 
-    /// Writes the index to disk now (it also does so in the background).
+    /// Forgets the ledger state only: used when it is found ahead of the log.
+    pub fn clear_state(&self) -> Result<(), IndexError> {
+        self.wait_applied()?;
+        self.stores.clear_state()
+    }
+
+    /// Forgets the hash indexes only: used when they are found ahead of the log.
+    pub fn clear_hashes(&self) -> Result<(), IndexError> {
+        self.wait_applied()?;
+        self.stores.clear_hashes()
+    }
+
+    /// Writes every pending batch, then the stores to disk (they also do so in the
+    /// background).
     pub fn flush(&self) -> Result<(), IndexError> {
-        self.db.flush()?;
+        self.wait_applied()?;
+        self.stores.db.flush()?;
+        self.stores.ids.flush()?;
+        self.stores.leaves.flush()?;
         Ok(())
     }
 }
 
+/// The entry index at the end of a list key.
+fn list_index(key: &[u8]) -> Result<u64, IndexError> {
+    decode_u64(
+        key.get(key.len().saturating_sub(8)..).unwrap_or(&[]),
+        "list index",
+    )
+}
+
+fn records_key(prefix: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + bytes.len());
+    k.push(prefix);
+    k.extend_from_slice(bytes);
+    k
+}
+
+impl Stores {
+    /// Writes one batch: the sled part atomically with its applied mark, then the hashes.
+    fn apply(
+        &self,
+        writes: &BTreeMap<Vec<u8>, Vec<u8>>,
+        leaves: &[(Hash, u64)],
+        applied: u64,
+    ) -> Result<(), IndexError> {
+        let mut batch = sled::Batch::default();
+        let mut ids = Vec::new();
+        for (k, v) in writes {
+            match statement_key(k) {
+                Some(id) => ids.push((id, decode_u64(v, "statement id")?)),
+                None => batch.insert(k.as_slice(), v.as_slice()),
+            }
+        }
+        batch.insert(APPLIED_KEY, &applied.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        self.ids.insert(&ids, applied)?;
+        self.leaves.insert(leaves, applied)?;
+        Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError> {
+        match statement_key(key) {
+            Some(id) => Ok(self.ids.get(&id)?.map(|i| i.to_be_bytes().to_vec())),
+            None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
+        }
+    }
+
+    fn clear_state(&self) -> Result<(), IndexError> {
+        self.tree.clear()?;
+        self.tree.insert(FORMAT_KEY, &FORMAT.to_be_bytes())?;
+        Ok(())
+    }
+
+    fn clear_hashes(&self) -> Result<(), IndexError> {
+        self.ids.clear()?;
+        self.leaves.clear()?;
+        Ok(())
+    }
+}
+
+/// Starts the thread that writes pending batches to the stores, in order. It ends when the
+/// last [`Index`] handle is dropped, after writing what was queued.
+fn start_applier(
+    stores: Stores,
+    pending: Arc<ArcSwap<Vec<Arc<PendingBatch>>>>,
+) -> std::io::Result<ApplierHandle> {
+    let (queue, batches) = std_mpsc::sync_channel::<Arc<PendingBatch>>(MAX_PENDING_BATCHES);
+    let shared = Arc::new(ApplierShared::default());
+    let thread_shared = shared.clone();
+    std::thread::Builder::new()
+        .name("index-applier".into())
+        .spawn(move || {
+            for batch in batches {
+                let result = stores.apply(&batch.writes, &batch.leaves, batch.applied);
+                let Ok(mut failure) = thread_shared.failure.lock() else {
+                    return;
+                };
+                match result {
+                    Ok(()) => {
+                        pending.rcu(|list| {
+                            list.iter()
+                                .filter(|b| !Arc::ptr_eq(b, &batch))
+                                .cloned()
+                                .collect::<Vec<_>>()
+                        });
+                    }
+                    Err(e) => {
+                        // The batch stays pending, so readers still see it; the sequencer
+                        // learns of the failure at its next commit and stops the node.
+                        tracing::error!(error = %e, "writing the index failed");
+                        *failure = Some(format!("writing the index failed: {e}"));
+                        thread_shared.progress.notify_all();
+                        return;
+                    }
+                }
+                drop(failure);
+                thread_shared.progress.notify_all();
+            }
+        })?;
+    Ok(ApplierHandle { queue, shared })
+}
+
 impl StateRead for Index {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        self.tree
-            .get(key)
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(|e| StateError(e.to_string()))
+        for batch in self.pending.load().iter().rev() {
+            if let Some(v) = batch.writes.get(key) {
+                return Ok(Some(v.clone()));
+            }
+        }
+        self.stores.get(key).map_err(|e| StateError(e.to_string()))
     }
 }

@@ -7,6 +7,7 @@
 //! - [`sequencer`]: the single writer: batch signature verification, group commit, receipts.
 //! - [`tiles`]: the log on disk as C2SP tlog-tiles, durable at every commit; proofs.
 //! - [`index`]: sled indexes derived from the log, replayed from it after a crash.
+//! - [`hashindex`]: an append-only LSM index from 32-byte hashes to log indexes (derived state).
 //! - [`tls`]: TLS for the HTTP side.
 //! - [`ledger`]: the gRPC `fairtrail.v1.LedgerService`.
 //! - [`limits`]: admission policy and rate limits.
@@ -14,6 +15,7 @@
 //! - [`provenance`]: the gRPC `fairtrail.v1.ProvenanceService`: bundles, participants, lots.
 
 pub mod config;
+pub mod hashindex;
 pub mod http;
 pub mod index;
 pub mod ledger;

@@ -181,9 +181,11 @@ impl Node {
     }
 }
 
-/// Brings the state level with the log: replays, through the ledger rules, the entries it
-/// has not applied (after a crash, sled may lag the log; it never leads it).
+/// Brings the state level with the log: first the statement-id and leaf-hash indexes (they
+/// depend on the log alone), then the ledger state, replaying through the rules the entries
+/// it has not applied (after a crash, each may lag the log; neither leads it).
 fn reconcile(store: &TileStore, index: &Index) -> anyhow::Result<()> {
+    reconcile_hashes(store, index)?;
     let snapshot = store.snapshot();
     let mut applied = index.applied()?;
     if applied > snapshot.size {
@@ -192,7 +194,7 @@ fn reconcile(store: &TileStore, index: &Index) -> anyhow::Result<()> {
             size = snapshot.size,
             "the index is ahead of the log; rebuilding it"
         );
-        index.clear()?;
+        index.clear_state()?;
         applied = 0;
     }
     if applied < snapshot.size {
@@ -247,6 +249,48 @@ fn reconcile(store: &TileStore, index: &Index) -> anyhow::Result<()> {
         applied = end;
     }
     index.flush()?;
+    Ok(())
+}
+
+/// Brings the statement-id and leaf-hash indexes level with the log. The first copy of a
+/// statement keeps its index, as when it was sequenced.
+fn reconcile_hashes(store: &TileStore, index: &Index) -> anyhow::Result<()> {
+    let snapshot = store.snapshot();
+    let (ids, leaves) = index.hashes_applied();
+    if ids > snapshot.size || leaves > snapshot.size {
+        tracing::warn!(
+            ids,
+            leaves,
+            size = snapshot.size,
+            "the hash indexes are ahead of the log; rebuilding them"
+        );
+        index.clear_hashes()?;
+    }
+    let (ids, leaves) = index.hashes_applied();
+    let mut applied = ids.min(leaves);
+    if applied < snapshot.size {
+        tracing::info!(
+            from = applied,
+            to = snapshot.size,
+            "replaying the log into the hash indexes"
+        );
+    }
+    while applied < snapshot.size {
+        let n = applied / 256;
+        let bundle = store.bundle(&snapshot, n)?;
+        let end = ((n + 1) * 256).min(snapshot.size);
+        let mut entries = Vec::with_capacity((end - applied) as usize);
+        for i in applied..end {
+            let leaf = bundle
+                .get((i - n * 256) as usize)
+                .ok_or_else(|| anyhow::anyhow!("entry {i} missing from its bundle"))?;
+            let leaf =
+                Leaf::decode(leaf.to_vec()).map_err(|e| anyhow::anyhow!("entry {i}: {e}"))?;
+            entries.push((leaf.statement_id, leaf.hash, i));
+        }
+        index.apply_hashes(&entries, end)?;
+        applied = end;
+    }
     Ok(())
 }
 

@@ -35,8 +35,9 @@ pub(super) fn apply(
         ));
     }
     // INVARIANT: a statement enters the log once. Applied again, a harvest or transfer would
-    // recreate its lot with the full quantity, undoing what was spent from it.
-    if let Some(i) = statement_index(&*state, &statement.id)? {
+    // recreate its lot with the full quantity, undoing what was spent from it. (A replay may
+    // find the statement's own entry already indexed: that is not a second copy.)
+    if let Some(i) = logged_before(&*state, &statement.id, at.index)? {
         return Err(RuleError::Conflict(format!(
             "statement {} is already in the log at entry {i}",
             statement.id
@@ -46,7 +47,7 @@ pub(super) fn apply(
     for (i, r) in statement.proto.references.iter().enumerate() {
         let id = StatementId::from_bytes(r)
             .map_err(|e| RuleError::invalid(format!("references[{i}]"), e.to_string()))?;
-        known_statement(state, "referenced statement", &id)?;
+        known_statement(state, "referenced statement", &id, at.index)?;
     }
     let mut rule = Rule {
         state,
@@ -163,12 +164,23 @@ fn statement_id(field: &str, bytes: &[u8]) -> Result<StatementId, RuleError> {
     StatementId::from_bytes(bytes).map_err(|e| RuleError::invalid(field, e.to_string()))
 }
 
+/// The entry holding `id`, if it is before entry `before`: the rules judge each entry by the
+/// log before it, even when an index already reaches further (a replay after a crash).
+fn logged_before(
+    state: &dyn StateRead,
+    id: &StatementId,
+    before: u64,
+) -> Result<Option<u64>, RuleError> {
+    Ok(statement_index(state, id)?.filter(|&i| i < before))
+}
+
 fn known_statement(
     state: &dyn StateRead,
     what: &'static str,
     id: &StatementId,
+    before: u64,
 ) -> Result<u64, RuleError> {
-    statement_index(state, id)?.ok_or_else(|| RuleError::Unknown {
+    logged_before(state, id, before)?.ok_or_else(|| RuleError::Unknown {
         what,
         id: id.to_string(),
     })
@@ -887,7 +899,7 @@ impl Rule<'_, '_> {
         let issuer = self.active_identity(&self.issuer())?;
         text("reason", &b.reason, true)?;
         let entry = statement_id("entry", &b.entry)?;
-        known_statement(&*self.state, "disputed statement", &entry)?;
+        known_statement(&*self.state, "disputed statement", &entry, self.at.index)?;
         self.state.put(
             key(
                 prefix::BY_DISPUTED,
