@@ -82,10 +82,21 @@ struct PendingBatch {
 /// Batches handed to the applier and not yet written, at most: the sequencer waits beyond.
 pub const MAX_PENDING_BATCHES: usize = 8;
 
-/// The sequencer's end of the applier thread.
+/// The sequencer's end of the applier thread. Dropping it (with the last [`Index`]) lets the
+/// thread write what is queued and waits for it to end, so the stores are closed after.
 struct ApplierHandle {
-    queue: std_mpsc::SyncSender<Arc<PendingBatch>>,
+    queue: Option<std_mpsc::SyncSender<Arc<PendingBatch>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     shared: Arc<ApplierShared>,
+}
+
+impl Drop for ApplierHandle {
+    fn drop(&mut self) {
+        self.queue = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What the applier thread and the index share.
@@ -221,10 +232,9 @@ impl Index {
             list.push(batch.clone());
             list
         });
-        self.applier
-            .queue
-            .send(batch)
-            .map_err(|_| IndexError::Applier("the applier thread has stopped".into()))
+        let stopped = || IndexError::Applier("the applier thread has stopped".into());
+        let queue = self.applier.queue.as_ref().ok_or_else(stopped)?;
+        queue.send(batch).map_err(|_| stopped())
     }
 
     /// Fails if the applier thread has failed.
@@ -402,7 +412,7 @@ fn start_applier(
     let (queue, batches) = std_mpsc::sync_channel::<Arc<PendingBatch>>(MAX_PENDING_BATCHES);
     let shared = Arc::new(ApplierShared::default());
     let thread_shared = shared.clone();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("index-applier".into())
         .spawn(move || {
             for batch in batches {
@@ -432,7 +442,11 @@ fn start_applier(
                 thread_shared.progress.notify_all();
             }
         })?;
-    Ok(ApplierHandle { queue, shared })
+    Ok(ApplierHandle {
+        queue: Some(queue),
+        thread: Some(thread),
+        shared,
+    })
 }
 
 impl StateRead for Index {
@@ -443,5 +457,115 @@ impl StateRead for Index {
             }
         }
         self.stores.get(key).map_err(|e| StateError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> StatementId {
+        StatementId::of_payload(&[n])
+    }
+
+    fn id_key(id: &StatementId) -> Vec<u8> {
+        records_key(prefix::STATEMENT, id.as_bytes())
+    }
+
+    fn list_key(subject: u8, index: u64) -> Vec<u8> {
+        let mut k = vec![prefix::BY_PARTICIPANT, subject];
+        k.extend_from_slice(&index.to_be_bytes());
+        k
+    }
+
+    /// A batch's rules writes and leaves.
+    type Batch = (BTreeMap<Vec<u8>, Vec<u8>>, Vec<(Hash, u64)>);
+
+    /// The writes of one batch: a statement id, a record and a list entry per index.
+    fn batch(indexes: std::ops::Range<u64>) -> Batch {
+        let mut writes = BTreeMap::new();
+        let mut leaves = Vec::new();
+        for i in indexes {
+            writes.insert(id_key(&id(i as u8)), i.to_be_bytes().to_vec());
+            writes.insert(vec![b'L', i as u8], format!("lot {i}").into_bytes());
+            writes.insert(list_key(7, i), Vec::new());
+            leaves.push(([i as u8; 32], i));
+        }
+        (writes, leaves)
+    }
+
+    #[test]
+    fn pending_writes_are_read_before_and_after_the_applier_writes_them() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let index = Index::open(&dir.path().join("index")).expect("the index opens");
+        let (writes, leaves) = batch(0..3);
+        index.apply(writes, &leaves, 3).expect("applied now");
+        let (writes, leaves) = batch(3..6);
+        index.apply_later(writes, leaves, 6).expect("handed over");
+
+        let read = |index: &Index| {
+            (
+                index.index_of_statement(&id(4)).expect("a lookup"),
+                index.index_of_leaf(&[5; 32]).expect("a lookup"),
+                StateRead::get(index, &[b'L', 4]).expect("a read"),
+                index.list(&[prefix::BY_PARTICIPANT, 7]).expect("a list"),
+            )
+        };
+        let expected = (
+            Some(4),
+            Some(5),
+            Some(b"lot 4".to_vec()),
+            vec![0, 1, 2, 3, 4, 5],
+        );
+        // Whether or not the applier has got to it yet, the batch is visible...
+        assert_eq!(read(&index), expected);
+        index.wait_applied().expect("the applier catches up");
+        // ...and after, from the stores.
+        assert_eq!(read(&index), expected);
+        assert_eq!(index.applied().expect("the mark"), 6);
+        assert_eq!(index.hashes_applied(), (6, 6));
+        assert_eq!(index.index_of_statement(&id(9)).expect("a lookup"), None);
+    }
+
+    #[test]
+    fn statement_ids_live_in_the_hash_index_not_in_sled() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("index");
+        {
+            let index = Index::open(&path).expect("the index opens");
+            let (writes, leaves) = batch(0..4);
+            index.apply_later(writes, leaves, 4).expect("handed over");
+            index.flush().expect("flushed");
+            assert_eq!(
+                index.stores.tree.get(id_key(&id(2))).expect("a sled read"),
+                None
+            );
+            assert_eq!(
+                StateRead::get(&index, &id_key(&id(2))).expect("a read"),
+                Some(2u64.to_be_bytes().to_vec())
+            );
+        }
+        let index = Index::open(&path).expect("the index reopens");
+        assert_eq!(index.hashes_applied(), (4, 4));
+        assert_eq!(index.index_of_statement(&id(3)).expect("a lookup"), Some(3));
+        assert_eq!(index.index_of_leaf(&[1; 32]).expect("a lookup"), Some(1));
+    }
+
+    #[test]
+    fn an_index_of_the_old_layout_is_cleared_for_a_rebuild() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("index");
+        {
+            let db = sled::open(&path).expect("sled opens");
+            let tree = db.open_tree("index").expect("the tree opens");
+            tree.insert(APPLIED_KEY, &9u64.to_be_bytes())
+                .expect("a write");
+            tree.insert(id_key(&id(1)), &1u64.to_be_bytes())
+                .expect("a write");
+            db.flush().expect("flushed");
+        }
+        let index = Index::open(&path).expect("the index opens");
+        assert_eq!(index.applied().expect("the mark"), 0);
+        assert_eq!(index.index_of_statement(&id(1)).expect("a lookup"), None);
     }
 }
