@@ -17,6 +17,7 @@ pub const DEFAULT_ORIGIN: &str = "fairtrail.local/log";
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_QUEUE: usize = 16 * 1024;
 pub const DEFAULT_TILE_CACHE: usize = 4096;
+pub const DEFAULT_INDEX_CACHE_MB: u64 = crate::index::DEFAULT_CACHE_MB;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -81,6 +82,10 @@ pub struct Settings {
     /// Tiles kept in memory (each about 16 KiB) [default: 4096].
     #[arg(long, env = "FAIRTRAIL_TILE_CACHE", global = true)]
     pub tile_cache: Option<usize>,
+    /// Megabytes of index pages (sled's cache) kept in memory. Too small a cache for the
+    /// ledger state costs more memory, not less (see BENCHMARKS.md) [default: 256].
+    #[arg(long, env = "FAIRTRAIL_INDEX_CACHE_MB", global = true)]
+    pub index_cache_mb: Option<u64>,
     /// Who may declare themselves: `open` (anyone) or `endorsed` (a declaration must be
     /// co-signed by an --operator-key) [default: open].
     #[arg(long, env = "FAIRTRAIL_ADMISSION", global = true, value_enum)]
@@ -144,6 +149,7 @@ pub struct Config {
     pub max_message_bytes: usize,
     pub queue: usize,
     pub tile_cache: usize,
+    pub index_cache_mb: u64,
     pub limits: Limits,
     /// Certificate chain and key (PEM files), when the node serves TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -208,6 +214,10 @@ impl Settings {
                 .tile_cache
                 .or(file.tile_cache)
                 .unwrap_or(DEFAULT_TILE_CACHE),
+            index_cache_mb: self
+                .index_cache_mb
+                .or(file.index_cache_mb)
+                .unwrap_or(DEFAULT_INDEX_CACHE_MB),
             tls: match (
                 self.tls_cert.or(file.tls_cert),
                 self.tls_key.or(file.tls_key),

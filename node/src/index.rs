@@ -130,11 +130,24 @@ fn decode_u64(value: &[u8], what: &str) -> Result<u64, IndexError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
+/// Megabytes of sled's page cache, unless configured. Measured (BENCHMARKS.md): while the
+/// ledger state fits in it, sled's memory stays near the cache and its apply rate holds;
+/// once pages are evicted, each eviction leaves memory behind, so a smaller cache makes the
+/// process larger (the storage-path benchmark at 1M entries: 3.1 GB resident with 64 MB of
+/// cache, 0.76 GB with 256 MB).
+pub const DEFAULT_CACHE_MB: u64 = 256;
+
 impl Index {
+    /// Opens the index at `path` with the default cache.
     pub fn open(path: &Path) -> Result<Self, IndexError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_MB)
+    }
+
+    /// Opens the index at `path`, with `cache_mb` megabytes of sled's page cache.
+    pub fn open_with_cache(path: &Path, cache_mb: u64) -> Result<Self, IndexError> {
         let db = sled::Config::new()
             .path(path)
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
             .open()?;
         let tree = db.open_tree("index")?;
         let hashes = hashes_dir(path);

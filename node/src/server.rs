@@ -149,7 +149,7 @@ impl Node {
             .sign(&signer)?;
             writer.commit(note, merkle::empty_root())?;
         }
-        let index = Index::open(&config.data_dir.join("index"))?;
+        let index = Index::open_with_cache(&config.data_dir.join("index"), config.index_cache_mb)?;
         reconcile(&store, &index)?;
         Ok(Node {
             store,
