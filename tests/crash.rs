@@ -51,6 +51,9 @@ const IN_FLIGHT: usize = 8;
 const MAX_BURST_MS: u64 = 300;
 /// Older receipts whose index entries are re-read after each restart (all of them at the end).
 const SAMPLE: usize = 32;
+/// Entries each hash index holds in memory before it writes a run: small, so that runs are
+/// written, merged and read back in every round.
+const HASH_RUN_ENTRIES: usize = 40;
 
 /// One producer: it declares itself once, then records harvests.
 struct Producer {
@@ -261,7 +264,13 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     let started = Instant::now();
     let mut load_time = Duration::ZERO;
 
-    let mut node = TestNode::start().await;
+    // Small hash-index runs, so that kills land while runs are written and merged, and
+    // recovery reads runs back as well as replaying the log.
+    let mut node = TestNode::start_with_args(
+        |_| {},
+        vec!["--hash-run-entries".into(), HASH_RUN_ENTRIES.to_string()],
+    )
+    .await;
     let log_key = node.verifier().await;
     let mut producers: Vec<Producer> = (0..CLIENTS)
         .map(|number| Producer {

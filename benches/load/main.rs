@@ -89,6 +89,9 @@ pub struct Args {
     /// apart).
     #[arg(long)]
     pub scale_no_index: bool,
+    /// Megabytes of sled's page cache in the scale run [default: the node's default].
+    #[arg(long)]
+    pub scale_index_cache_mb: Option<u64>,
     /// The scale run flushes the sled index every this many batches (0: never, as the node).
     #[arg(long, default_value_t = 0)]
     pub scale_flush_every: u64,

@@ -1,12 +1,13 @@
 //! Append throughput as the log grows (to 10M entries), without the network or signatures:
 //! the committer's storage path run in this process (tiles group commit with its signed
-//! checkpoint, then the sled index batch), timed over windows of the log's growth, with this
-//! process's memory and the disk it leaves.
+//! checkpoint, then the index batch, written at once), timed over windows of the log's
+//! growth, with this process's memory and the disk it leaves.
 //!
 //! The leaves are real signed harvests, encoded with a distinct integration time each so
-//! every leaf (and leaf hash) is unique. The index gets, per entry, its leaf hash and two
-//! keys shaped like the rules' writes for a harvest (statement id -> index, lot -> record):
-//! the ledger rules themselves are measured by the node runs, not here.
+//! every leaf (and leaf hash) is unique. The index gets, per entry, the keys a harvest writes
+//! in the node: its statement id and leaf hash (the hash indexes), a lot record and an entry
+//! in its producer's list (sled). The ledger rules themselves are measured by the node runs,
+//! not here.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,7 +19,8 @@ use fairtrail_client::entry::encode_leaf;
 use fairtrail_client::merkle::leaf_hash;
 use fairtrail_client::note::NoteSigner;
 use fairtrail_client::proto;
-use fairtrail_node::index::Index;
+use fairtrail_client::rules::records::prefix;
+use fairtrail_node::index::{Index, IndexOptions};
 use fairtrail_node::tiles::TileStore;
 
 use std::io::{BufRead, BufReader};
@@ -32,6 +34,9 @@ use crate::node::disk_usage;
 use crate::phases::{sign, MB, PRODUCERS};
 use crate::report::{Goal, Results};
 use crate::Args;
+
+/// Bytes of a lot record in the node (its JSON, 3.6.8 in SPEC.md), about.
+const LOT_RECORD_BYTES: usize = 170;
 
 /// What one scale run measured.
 pub struct Scale {
@@ -59,6 +64,7 @@ pub fn run(
     marks: &[u64],
     with_index: bool,
     flush_every: u64,
+    cache_mb: u64,
 ) -> anyhow::Result<Scale> {
     let dir = tempfile::Builder::new()
         .prefix("fairtrail-scale-")
@@ -67,7 +73,13 @@ pub fn run(
     let (_store, mut writer, _) =
         TileStore::open(&dir.path().join("log"), &signer.verifier(), 4096)?;
     let index = if with_index {
-        Some(Index::open(&dir.path().join("index"))?)
+        Some(Index::open_with(
+            &dir.path().join("index"),
+            IndexOptions {
+                cache_mb,
+                ..IndexOptions::default()
+            },
+        )?)
     } else {
         None
     };
@@ -92,13 +104,21 @@ pub fn run(
             let leaf = encode_leaf(envelope, 1_760_000_000_000 + i)?;
             let hash = leaf_hash(&leaf);
             leaf_bytes += leaf.len() as u64;
-            let mut statement_key = vec![b's'];
+            // What a harvest writes in the node: its statement id (to the statement-id hash
+            // index), a lot record and an entry in its producer's list (to sled); the leaf
+            // hash goes to the leaf-hash index. The leaf hash stands in for the statement
+            // id: as unique, as random.
+            let mut statement_key = vec![prefix::STATEMENT];
             statement_key.extend_from_slice(&hash);
             writes.insert(statement_key, i.to_be_bytes().to_vec());
-            let mut lot_key = vec![b'l'];
+            let mut lot_key = vec![prefix::LOT];
             lot_key.extend_from_slice(&hash);
             lot_key.extend_from_slice(&[0; 4]);
-            writes.insert(lot_key, vec![0x42; 96]);
+            writes.insert(lot_key, vec![0x42; LOT_RECORD_BYTES]);
+            let mut list_key = vec![prefix::BY_PARTICIPANT];
+            list_key.extend_from_slice(&[(i % PRODUCERS as u64) as u8; 32]);
+            list_key.extend_from_slice(&i.to_be_bytes());
+            writes.insert(list_key, Vec::new());
             hashes.push((hash, i));
             leaves.push(Bytes::from(leaf));
         }
@@ -179,6 +199,9 @@ pub fn in_child(args: &Args, r: &mut Results) -> anyhow::Result<()> {
     }
     if args.scale_flush_every > 0 {
         command.args(["--scale-flush-every", &args.scale_flush_every.to_string()]);
+    }
+    if let Some(mb) = args.scale_index_cache_mb {
+        command.args(["--scale-index-cache-mb", &mb.to_string()]);
     }
     if let Some(d) = &args.dir {
         command.arg("--dir").arg(d);
@@ -276,6 +299,8 @@ pub fn child(args: &Args) -> anyhow::Result<()> {
         &marks,
         !args.scale_no_index,
         args.scale_flush_every,
+        args.scale_index_cache_mb
+            .unwrap_or(fairtrail_node::index::DEFAULT_CACHE_MB),
     )?;
     for (size, rate) in &s.windows {
         println!("window {size} {rate}");

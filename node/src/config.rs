@@ -86,6 +86,11 @@ pub struct Settings {
     /// ledger state costs more memory, not less (see BENCHMARKS.md) [default: 256].
     #[arg(long, env = "FAIRTRAIL_INDEX_CACHE_MB", global = true)]
     pub index_cache_mb: Option<u64>,
+    /// Entries each hash index (statement ids, leaf hashes) holds in memory before writing
+    /// them to a run file; what a crash loses of it is replayed from the log at start
+    /// [default: 131072].
+    #[arg(long, env = "FAIRTRAIL_HASH_RUN_ENTRIES", global = true)]
+    pub hash_run_entries: Option<usize>,
     /// Who may declare themselves: `open` (anyone) or `endorsed` (a declaration must be
     /// co-signed by an --operator-key) [default: open].
     #[arg(long, env = "FAIRTRAIL_ADMISSION", global = true, value_enum)]
@@ -150,6 +155,7 @@ pub struct Config {
     pub queue: usize,
     pub tile_cache: usize,
     pub index_cache_mb: u64,
+    pub hash_run_entries: usize,
     pub limits: Limits,
     /// Certificate chain and key (PEM files), when the node serves TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -218,6 +224,11 @@ impl Settings {
                 .index_cache_mb
                 .or(file.index_cache_mb)
                 .unwrap_or(DEFAULT_INDEX_CACHE_MB),
+            hash_run_entries: self
+                .hash_run_entries
+                .or(file.hash_run_entries)
+                .unwrap_or(crate::hashindex::DEFAULT_FLUSH_EVERY)
+                .max(1),
             tls: match (
                 self.tls_cert.or(file.tls_cert),
                 self.tls_key.or(file.tls_key),

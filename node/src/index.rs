@@ -137,25 +137,43 @@ fn decode_u64(value: &[u8], what: &str) -> Result<u64, IndexError> {
 /// cache, 0.76 GB with 256 MB).
 pub const DEFAULT_CACHE_MB: u64 = 256;
 
+/// How an index is opened; `Default` is the node's defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexOptions {
+    /// Megabytes of sled's page cache.
+    pub cache_mb: u64,
+    /// Entries a hash index holds in memory before it writes them out as a run.
+    pub hash_run_entries: usize,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions {
+            cache_mb: DEFAULT_CACHE_MB,
+            hash_run_entries: crate::hashindex::DEFAULT_FLUSH_EVERY,
+        }
+    }
+}
+
 impl Index {
-    /// Opens the index at `path` with the default cache.
+    /// Opens the index at `path` with the default options.
     pub fn open(path: &Path) -> Result<Self, IndexError> {
-        Self::open_with_cache(path, DEFAULT_CACHE_MB)
+        Self::open_with(path, IndexOptions::default())
     }
 
-    /// Opens the index at `path`, with `cache_mb` megabytes of sled's page cache.
-    pub fn open_with_cache(path: &Path, cache_mb: u64) -> Result<Self, IndexError> {
+    /// Opens the index at `path` (sled there, the hash indexes beside it).
+    pub fn open_with(path: &Path, options: IndexOptions) -> Result<Self, IndexError> {
         let db = sled::Config::new()
             .path(path)
-            .cache_capacity(cache_mb.saturating_mul(1024 * 1024))
+            .cache_capacity(options.cache_mb.saturating_mul(1024 * 1024))
             .open()?;
         let tree = db.open_tree("index")?;
         let hashes = hashes_dir(path);
         let stores = Stores {
             db,
             tree,
-            ids: HashIndex::open(&hashes, "ids")?,
-            leaves: HashIndex::open(&hashes, "leaves")?,
+            ids: HashIndex::open_with(&hashes, "ids", options.hash_run_entries)?,
+            leaves: HashIndex::open_with(&hashes, "leaves", options.hash_run_entries)?,
         };
         let format = match stores.tree.get(FORMAT_KEY)? {
             Some(v) => Some(decode_u64(&v, "format")?),
