@@ -53,8 +53,8 @@ pub struct Scale {
 
 /// Appends `entries` leaves, `batch` per group commit, into a new log under `parent`;
 /// measures throughput over the windows that end at each of `marks` (each window is the last
-/// tenth of the way to its mark). Without `with_index`, only the tiles are written: what the
-/// log itself costs, apart from the sled index. With `flush_every` > 0 the index is flushed
+/// tenth of the way to its mark). Without `index` options, only the tiles are written: what
+/// the log itself costs, apart from the index. With `flush_every` > 0 the index is flushed
 /// every that many batches (the node leaves flushing to sled's background thread).
 pub fn run(
     parent: &Path,
@@ -62,9 +62,8 @@ pub fn run(
     entries: u64,
     batch: usize,
     marks: &[u64],
-    with_index: bool,
+    index: Option<IndexOptions>,
     flush_every: u64,
-    cache_mb: u64,
 ) -> anyhow::Result<Scale> {
     let dir = tempfile::Builder::new()
         .prefix("fairtrail-scale-")
@@ -72,17 +71,9 @@ pub fn run(
     let signer = NoteSigner::new("bench.fairtrail/scale", crate::chain::key(98))?;
     let (_store, mut writer, _) =
         TileStore::open(&dir.path().join("log"), &signer.verifier(), 4096)?;
-    let index = if with_index {
-        Some(Index::open_with(
-            &dir.path().join("index"),
-            IndexOptions {
-                cache_mb,
-                ..IndexOptions::default()
-            },
-        )?)
-    } else {
-        None
-    };
+    let index = index
+        .map(|options| Index::open_with(&dir.path().join("index"), options))
+        .transpose()?;
 
     let mut windows = Vec::new();
     let mut leaf_bytes = 0u64;
@@ -297,10 +288,13 @@ pub fn child(args: &Args) -> anyhow::Result<()> {
         args.scale,
         args.scale_batch,
         &marks,
-        !args.scale_no_index,
+        (!args.scale_no_index).then(|| IndexOptions {
+            cache_mb: args
+                .scale_index_cache_mb
+                .unwrap_or(fairtrail_node::index::DEFAULT_CACHE_MB),
+            ..IndexOptions::default()
+        }),
         args.scale_flush_every,
-        args.scale_index_cache_mb
-            .unwrap_or(fairtrail_node::index::DEFAULT_CACHE_MB),
     )?;
     for (size, rate) in &s.windows {
         println!("window {size} {rate}");
