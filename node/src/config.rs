@@ -82,8 +82,8 @@ pub struct Settings {
     /// Tiles kept in memory (each about 16 KiB) [default: 4096].
     #[arg(long, env = "FAIRTRAIL_TILE_CACHE", global = true)]
     pub tile_cache: Option<usize>,
-    /// Megabytes of index pages (sled's cache) kept in memory. Too small a cache for the
-    /// ledger state costs more memory, not less (see BENCHMARKS.md) [default: 256].
+    /// Megabytes of ledger-state pages (sled's cache) kept in memory. A smaller cache saves
+    /// little memory and costs speed (see BENCHMARKS.md) [default: 256].
     #[arg(long, env = "FAIRTRAIL_INDEX_CACHE_MB", global = true)]
     pub index_cache_mb: Option<u64>,
     /// Entries each hash index (statement ids, leaf hashes) holds in memory before writing

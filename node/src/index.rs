@@ -130,11 +130,10 @@ fn decode_u64(value: &[u8], what: &str) -> Result<u64, IndexError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-/// Megabytes of sled's page cache, unless configured. Measured (BENCHMARKS.md): while the
-/// ledger state fits in it, sled's memory stays near the cache and its apply rate holds;
-/// once pages are evicted, each eviction leaves memory behind, so a smaller cache makes the
-/// process larger (the storage-path benchmark at 1M entries: 3.1 GB resident with 64 MB of
-/// cache, 0.76 GB with 256 MB).
+/// Megabytes of sled's page cache, unless configured. Measured (BENCHMARKS.md, the storage
+/// path to 1M entries with a harvest's writes): 256 MB holds 0.69 of the 100k rate at 1M
+/// against 0.53 with 64 MB, in no more memory (655 against 689 MB resident, medians):
+/// sled's memory grows with what it has written, whatever the cache.
 pub const DEFAULT_CACHE_MB: u64 = 256;
 
 /// How an index is opened; `Default` is the node's defaults.
