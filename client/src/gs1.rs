@@ -69,7 +69,7 @@ pub fn check_text(what: &'static str, value: &str) -> Result<(), Gs1Error> {
 }
 
 /// A product instance named by a Digital Link.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ProductId {
     /// Always 14 digits.
     pub gtin: String,

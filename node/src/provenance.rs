@@ -8,8 +8,8 @@
 //! them with their revocations and certifiers, receipts of the transfers, disputes of any
 //! entry). What the node includes is only a claim: the verifier checks everything it needs.
 
-use std::collections::{BTreeSet, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use fairtrail_client::entry::Leaf;
 use fairtrail_client::envelope::{Envelope, StatementId};
@@ -70,7 +70,7 @@ pub fn status(e: ProvenanceError) -> Status {
 }
 
 /// What a bundle is about.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Subject {
     Product(gs1::ProductId),
     Lot(LotId),
@@ -80,7 +80,22 @@ pub enum Subject {
 pub struct Provenance {
     store: Arc<TileStore>,
     index: Index,
+    bundles: Mutex<BundleCache>,
 }
+
+/// Bundles built against the latest checkpoint. A bundle depends on the log alone, so until
+/// the log grows the same subject gets the same bundle: a product scanned again and again
+/// (a shelf of one coffee) is walked and proven once per checkpoint. A bundle against an
+/// older checkpoint is never served: it could miss a revocation logged since.
+#[derive(Default)]
+struct BundleCache {
+    size: u64,
+    bundles: HashMap<Subject, Arc<proto::ProvenanceBundle>>,
+}
+
+/// Subjects whose bundles are kept for one checkpoint, at most: a flood of distinct subjects
+/// cannot grow memory without end (about 16 KB a 10-step chain).
+const BUNDLES_KEPT: usize = 4096;
 
 /// A bundle in the making: the entries to include, and the work still to do.
 struct Walk<'a> {
@@ -92,7 +107,11 @@ struct Walk<'a> {
 
 impl Provenance {
     pub fn new(store: Arc<TileStore>, index: Index) -> Self {
-        Provenance { store, index }
+        Provenance {
+            store,
+            index,
+            bundles: Mutex::new(BundleCache::default()),
+        }
     }
 
     fn load(
@@ -136,6 +155,40 @@ impl Provenance {
     /// The provenance bundle of a product or lot.
     pub fn bundle(&self, subject: &Subject) -> Result<proto::ProvenanceBundle, ProvenanceError> {
         let snapshot = self.store.snapshot();
+        if let Some(bundle) = self.cached(subject, snapshot.size) {
+            return Ok((*bundle).clone());
+        }
+        let bundle = self.build(subject, &snapshot)?;
+        if let Ok(mut cache) = self.bundles.lock() {
+            if cache.size != snapshot.size {
+                cache.bundles.clear();
+                cache.size = snapshot.size;
+            }
+            if cache.bundles.len() >= BUNDLES_KEPT {
+                cache.bundles.clear();
+            }
+            cache
+                .bundles
+                .insert(subject.clone(), Arc::new(bundle.clone()));
+        }
+        Ok(bundle)
+    }
+
+    /// The bundle already built for `subject` against the checkpoint of `size`, if any.
+    fn cached(&self, subject: &Subject, size: u64) -> Option<Arc<proto::ProvenanceBundle>> {
+        let cache = self.bundles.lock().ok()?;
+        if cache.size != size {
+            return None;
+        }
+        cache.bundles.get(subject).cloned()
+    }
+
+    /// Walks the indexes from `subject` and proves every entry found against `snapshot`.
+    fn build(
+        &self,
+        subject: &Subject,
+        snapshot: &Snapshot,
+    ) -> Result<proto::ProvenanceBundle, ProvenanceError> {
         let mut walk = Walk {
             p: self,
             snapshot: &snapshot,

@@ -150,3 +150,21 @@ async fn an_open_dispute_is_a_warning() {
         s.chain.harvest.index
     );
 }
+
+/// The node keeps the bundle it built for the latest checkpoint, so the same product asked
+/// again is not walked again; but a statement logged since is in the next answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispute_logged_after_a_lookup_is_in_the_next_one() {
+    let mut s = Scene::new(knobs(|_| {})).await;
+    s.verify().await.assert_verified();
+    s.verify().await.assert_verified(); // answered from the node's bundle cache
+    let body = proto::statement::Body::Dispute(proto::Dispute {
+        entry: s.chain.harvest.id.as_bytes().to_vec(),
+        reason: "members report USD 1.60/lb paid at the collection centre".into(),
+    });
+    let monitor = s.chain.keys.monitor.clone();
+    let dispute = s.chain.w.write(&monitor, body, &[]).await;
+    s.verify()
+        .await
+        .assert_warns("open_dispute", Some(dispute.index));
+}
