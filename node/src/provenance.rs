@@ -191,19 +191,19 @@ impl Provenance {
     ) -> Result<proto::ProvenanceBundle, ProvenanceError> {
         let mut walk = Walk {
             p: self,
-            snapshot: &snapshot,
+            snapshot,
             entries: BTreeSet::new(),
             participants: BTreeSet::new(),
         };
         let proto_subject = match subject {
             Subject::Product(product) => {
                 let serial = product.serial.as_deref().unwrap_or("");
-                let found = self.product(&snapshot, &product.gtin, &product.batch, serial)?;
+                let found = self.product(snapshot, &product.gtin, &product.batch, serial)?;
                 // A serial belongs to its batch: fall back to the batch's binding.
                 let found = match found {
                     Some(i) => Some(i),
                     None if !serial.is_empty() => {
-                        self.product(&snapshot, &product.gtin, &product.batch, "")?
+                        self.product(snapshot, &product.gtin, &product.batch, "")?
                     }
                     None => None,
                 };
@@ -235,7 +235,7 @@ impl Provenance {
             }
         };
         walk.context()?;
-        self.prove(&snapshot, proto_subject, &walk.entries)
+        self.prove(snapshot, proto_subject, &walk.entries)
     }
 
     fn product(
