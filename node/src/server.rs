@@ -28,7 +28,7 @@ use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::provenance::{Provenance, ProvenanceRpc};
 use crate::sequencer::{Sequencer, SequencerHandle};
-use crate::tiles::{TileStore, TileWriter};
+use crate::tiles::{Snapshot, TileStore, TileWriter};
 
 const KEY_FILE: &str = "log-key.pem";
 const ORIGIN_FILE: &str = "origin";
@@ -211,18 +211,7 @@ fn reconcile(store: &TileStore, index: &Index) -> anyhow::Result<()> {
         );
     }
     while applied < snapshot.size {
-        let n = applied / 256;
-        let bundle = store.bundle(&snapshot, n)?;
-        let end = ((n + 1) * 256).min(snapshot.size);
-        let mut decoded = Vec::new();
-        for i in applied..end {
-            let leaf = bundle
-                .get((i - n * 256) as usize)
-                .ok_or_else(|| anyhow::anyhow!("entry {i} missing from its bundle"))?;
-            let leaf =
-                Leaf::decode(leaf.to_vec()).map_err(|e| anyhow::anyhow!("entry {i}: {e}"))?;
-            decoded.push((i, leaf));
-        }
+        let (end, decoded) = leaves_from(store, &snapshot, applied)?;
         // The log on disk is checked against its signed root, not against its signatures:
         // check those too, so that state is never built from an entry nobody signed.
         let mut checked: Vec<(u64, &Leaf, Checked)> = Vec::new();
@@ -282,22 +271,36 @@ fn reconcile_hashes(store: &TileStore, index: &Index) -> anyhow::Result<()> {
         );
     }
     while applied < snapshot.size {
-        let n = applied / 256;
-        let bundle = store.bundle(&snapshot, n)?;
-        let end = ((n + 1) * 256).min(snapshot.size);
-        let mut entries = Vec::with_capacity((end - applied) as usize);
-        for i in applied..end {
-            let leaf = bundle
-                .get((i - n * 256) as usize)
-                .ok_or_else(|| anyhow::anyhow!("entry {i} missing from its bundle"))?;
-            let leaf =
-                Leaf::decode(leaf.to_vec()).map_err(|e| anyhow::anyhow!("entry {i}: {e}"))?;
-            entries.push((leaf.statement_id, leaf.hash, i));
-        }
+        let (end, decoded) = leaves_from(store, &snapshot, applied)?;
+        let entries: Vec<_> = decoded
+            .into_iter()
+            .map(|(i, leaf)| (leaf.statement_id, leaf.hash, i))
+            .collect();
         index.apply_hashes(&entries, end)?;
         applied = end;
     }
     Ok(())
+}
+
+/// The leaves from entry `from` to the end of its bundle (or of the snapshot), decoded, and
+/// where they end: replay reads the log a bundle at a time.
+fn leaves_from(
+    store: &TileStore,
+    snapshot: &Snapshot,
+    from: u64,
+) -> anyhow::Result<(u64, Vec<(u64, Leaf)>)> {
+    let n = from / 256;
+    let bundle = store.bundle(snapshot, n)?;
+    let end = ((n + 1) * 256).min(snapshot.size);
+    let mut decoded = Vec::with_capacity(end.saturating_sub(from) as usize);
+    for i in from..end {
+        let leaf = bundle
+            .get((i - n * 256) as usize)
+            .ok_or_else(|| anyhow::anyhow!("entry {i} missing from its bundle"))?;
+        let leaf = Leaf::decode(leaf.to_vec()).map_err(|e| anyhow::anyhow!("entry {i}: {e}"))?;
+        decoded.push((i, leaf));
+    }
+    Ok((end, decoded))
 }
 
 /// A logged entry's envelope and statement once checked again at start, or why not.
