@@ -7,8 +7,10 @@
 //! lookups cost a Bloom filter probe per run and, on a hit, one read of at most 10 KiB.
 //!
 //! # Contract
-//! - Derived state: the log is the truth. Nothing is fsynced; every run file carries a
-//!   checksum and a file that fails it is dropped at open. After a crash [`HashIndex::applied`]
+//! - Derived state: the log is the truth. Runs are written without fsync (every run file
+//!   carries a checksum and a file that fails it is dropped at open); only a merged run and
+//!   its directory are synced, before its sources are deleted, so that a power cut cannot
+//!   lose both and send the caller back to replaying the log from 0. After a crash [`HashIndex::applied`]
 //!   says from where the caller replays the log; replaying is idempotent ([`HashIndex::insert`]
 //!   skips items below `applied`).
 //! - Entries `[0, applied)` of the log are indexed. The memtable covers `[end of the last run,
@@ -60,8 +62,8 @@
 //! neighbour, the newest such pair is merged (streaming, on one background thread per index,
 //! so `insert` never waits for it) into a run covering both ranges; on equal keys the lower
 //! value wins. (Not only the two newest runs: flushes land while a merge runs, so a merged run
-//! can sit in the middle of the list.) The merged file is renamed into place, swapped into the
-//! run list, then its sources are deleted (a crash in between leaves sources that the chain
+//! can sit in the middle of the list.) The merged file is synced, renamed into place, its
+//! directory synced, swapped into the run list, then its sources are deleted (a crash in between leaves sources that the chain
 //! rule discards). Each run then holds more than twice the entries of the next newer one, so
 //! there are O(log n) runs. Lookups in progress keep reading the files of replaced runs
 //! through their open handles. Dropping the last handle abandons a merge in progress and
@@ -570,8 +572,19 @@ impl Shared {
                 return Err(io_error(&tmp, "merging two runs")(source));
             }
         };
+        // The sources are deleted below: make the merged run durable first, data then its
+        // name, so a power cut cannot leave neither (the log would be replayed from 0).
+        if let Err(source) = built.file.sync_data() {
+            remove_quietly(&tmp);
+            return Err(io_error(&tmp, "syncing a merged run")(source));
+        }
         match self.install_merged(older, newer, &tmp, built, generation) {
             Ok(true) => {
+                if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+                    // Keep the sources: the next open prefers the merged run if it is whole.
+                    tracing::warn!(error = %e, "hash index: syncing the directory failed");
+                    return Ok(true);
+                }
                 for source in [older, newer] {
                     if let Err(e) = remove_if_exists(&source.path) {
                         tracing::warn!(

@@ -83,7 +83,8 @@ struct PendingBatch {
 pub const MAX_PENDING_BATCHES: usize = 8;
 
 /// The sequencer's end of the applier thread. Dropping it (with the last [`Index`]) lets the
-/// thread write what is queued and waits for it to end, so the stores are closed after.
+/// thread write what is queued and waits for it to end, so that its handles on the stores
+/// are gone after (sled itself then releases its file lock from a thread of its own).
 struct ApplierHandle {
     queue: Option<std_mpsc::SyncSender<Arc<PendingBatch>>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -327,11 +328,13 @@ impl Index {
     /// The entry indexes listed under `prefix` (keys ending with an 8-byte big-endian index),
     /// ascending.
     pub fn list(&self, prefix: &[u8]) -> Result<Vec<u64>, IndexError> {
+        // The pending list first: a batch the applier writes and drops from it while sled is
+        // scanned is then still seen, in one place or the other (or both).
+        let pending = self.pending.load_full();
         let mut out = Vec::new();
         for item in self.stores.tree.scan_prefix(prefix).keys() {
             out.push(list_index(&item?)?);
         }
-        let pending = self.pending.load();
         if !pending.is_empty() {
             for batch in pending.iter() {
                 let keys = batch.writes.range(prefix.to_vec()..);
@@ -446,7 +449,12 @@ fn start_applier(
         .name("index-applier".into())
         .spawn(move || {
             for batch in batches {
-                let result = stores.apply(&batch.writes, &batch.leaves, batch.applied);
+                // A panic must not leave the batch pending for ever with nobody told: it is
+                // a failure like any other.
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    stores.apply(&batch.writes, &batch.leaves, batch.applied)
+                }))
+                .unwrap_or_else(|_| Err(IndexError::Applier("writing the index panicked".into())));
                 let Ok(mut failure) = thread_shared.failure.lock() else {
                     return;
                 };
@@ -557,6 +565,68 @@ mod tests {
         assert_eq!(index.index_of_statement(&id(9)).expect("a lookup"), None);
     }
 
+    /// Opens the index at `path` again. sled releases its file lock from a background
+    /// thread after the last handle is dropped, so a reopen may find it still held for a
+    /// moment (sled issues #1234, #1289): retry briefly.
+    fn reopen(path: &Path) -> Index {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match Index::open(path) {
+                Ok(index) => return index,
+                Err(IndexError::Sled(sled::Error::Io(e)))
+                    if e.kind() == std::io::ErrorKind::Other
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("the index reopens: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_list_never_misses_a_batch_handed_over_before_it() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let index = Index::open(&dir.path().join("index")).expect("the index opens");
+        // A long list already in sled, so that each scan takes long enough for the applier
+        // to write batches meanwhile.
+        const STORED: u64 = 40_000;
+        let (writes, leaves) = batch(0..STORED);
+        index.apply(writes, &leaves, STORED).expect("applied now");
+        let handed = Arc::new(AtomicU64::new(STORED));
+        let done = Arc::new(AtomicBool::new(false));
+        let reader = std::thread::spawn({
+            let (index, handed, done) = (index.clone(), handed.clone(), done.clone());
+            move || {
+                let mut lists = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    let before = handed.load(Ordering::Acquire);
+                    let listed = index.list(&[prefix::BY_PARTICIPANT, 7]).expect("a list");
+                    assert!(
+                        listed.len() as u64 >= before,
+                        "{} listed, {before} handed over before the call",
+                        listed.len()
+                    );
+                    lists += 1;
+                }
+                lists
+            }
+        });
+        for b in 0..400u64 {
+            let from = STORED + b * 4;
+            let (writes, leaves) = batch(from..from + 4);
+            index
+                .apply_later(writes, leaves, from + 4)
+                .expect("handed over");
+            handed.store(from + 4, Ordering::Release);
+        }
+        index.wait_applied().expect("the applier catches up");
+        done.store(true, Ordering::Release);
+        let lists = reader.join().expect("the reader never saw a batch missing");
+        assert!(lists > 0);
+    }
+
     #[test]
     fn statement_ids_live_in_the_hash_index_not_in_sled() {
         let dir = tempfile::tempdir().expect("a temporary directory");
@@ -575,7 +645,7 @@ mod tests {
                 Some(2u64.to_be_bytes().to_vec())
             );
         }
-        let index = Index::open(&path).expect("the index reopens");
+        let index = reopen(&path);
         assert_eq!(index.hashes_applied(), (4, 4));
         assert_eq!(index.index_of_statement(&id(3)).expect("a lookup"), Some(3));
         assert_eq!(index.index_of_leaf(&[1; 32]).expect("a lookup"), Some(1));
@@ -594,7 +664,7 @@ mod tests {
                 .expect("a write");
             db.flush().expect("flushed");
         }
-        let index = Index::open(&path).expect("the index opens");
+        let index = reopen(&path);
         assert_eq!(index.applied().expect("the mark"), 0);
         assert_eq!(index.index_of_statement(&id(1)).expect("a lookup"), None);
     }

@@ -83,8 +83,9 @@ pub struct Provenance {
     bundles: Mutex<BundleCache>,
 }
 
-/// Bundles built against the latest checkpoint. A bundle depends on the log alone, so until
-/// the log grows the same subject gets the same bundle: a product scanned again and again
+/// Bundles built against the latest checkpoint. A bundle depends on the log alone (the index
+/// it is found through reflects every entry of a checkpoint before the checkpoint is
+/// published: `sequencer`), so until the log grows the same subject gets the same bundle: a product scanned again and again
 /// (a shelf of one coffee) is walked and proven once per checkpoint. A bundle against an
 /// older checkpoint is never served: it could miss a revocation logged since.
 #[derive(Default)]

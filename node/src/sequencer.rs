@@ -6,12 +6,13 @@
 //! 2. the *committer* takes every verified batch waiting, drops statements already logged
 //!    (idempotent resubmission), appends the rest to the tiles with one group commit
 //!    (fdatasync), signs and durably writes one checkpoint, hands the index writes to the
-//!    index's applier thread (readers see them from then on), and only then answers each
-//!    caller with its receipt.
+//!    index's applier thread (readers see them from then on), publishes the new tree, and
+//!    only then answers each caller with its receipt.
 //!
 //! A storage failure is fatal to the sequencer: it answers UNAVAILABLE from then on and
 //! reports the failure so the node stops; nothing unsure is ever acknowledged.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::thread::JoinHandle;
@@ -362,8 +363,9 @@ impl Committer {
         }
         let writes = state.into_writes();
 
-        // 2. Make the batch and its checkpoint durable, then publish.
-        let snapshot = match self.append_and_commit(&leaves) {
+        // 2. Make the batch and its checkpoint durable, hand the index writes over, then
+        //    publish.
+        let snapshot = match self.append_and_commit(&leaves, writes, leaf_hashes) {
             Ok(s) => s,
             Err(e) => {
                 for (reply, _, _) in replies {
@@ -374,9 +376,6 @@ impl Committer {
         };
         if !leaves.is_empty() {
             self.last_integrated_ms = integrated_at;
-            // 3. The state follows the log, never leads it. The applier thread writes it
-            //    while the next batch commits; until then readers see it as pending.
-            self.index.apply_later(writes, leaf_hashes, snapshot.size)?;
             Metrics::add(&self.metrics.commits, 1);
             Metrics::add(&self.metrics.committed_entries, leaves.len() as u64);
             Metrics::add(
@@ -406,7 +405,18 @@ impl Committer {
         Ok(())
     }
 
-    fn append_and_commit(&mut self, leaves: &[Bytes]) -> Result<Arc<Snapshot>, FatalError> {
+    /// Appends `leaves`, makes them and their checkpoint durable, hands the batch's index
+    /// writes to the index, and only then publishes the new tree: a reader who sees the new
+    /// checkpoint also sees its entries in the index (as pending writes at least), so nothing
+    /// built for that checkpoint (a bundle, a page, both cached per checkpoint) can miss them.
+    /// The index follows the log, never leads it: the writes go in after the checkpoint is
+    /// durable.
+    fn append_and_commit(
+        &mut self,
+        leaves: &[Bytes],
+        writes: BTreeMap<Vec<u8>, Vec<u8>>,
+        leaf_hashes: Vec<(Hash, u64)>,
+    ) -> Result<Arc<Snapshot>, FatalError> {
         if leaves.is_empty() {
             return Ok(self.writer.store().snapshot());
         }
@@ -420,7 +430,12 @@ impl Committer {
         let note = checkpoint
             .sign(&self.signer)
             .map_err(|e| FatalError::Sign(e.to_string()))?;
-        Ok(self.writer.commit(note, root)?)
+        self.writer.make_durable(&note)?;
+        // The applier writes these while the next batch commits; until then readers see
+        // them as pending.
+        self.index
+            .apply_later(writes, leaf_hashes, self.writer.size())?;
+        Ok(self.writer.publish(note, root))
     }
 }
 

@@ -544,13 +544,27 @@ impl TileWriter {
     /// Makes `checkpoint` (the signed note for the current size and `root`) durable, then
     /// publishes the new tree to readers and deletes the partial tiles it supersedes.
     pub fn commit(&mut self, checkpoint: String, root: Hash) -> Result<Arc<Snapshot>, StoreError> {
+        self.make_durable(&checkpoint)?;
+        Ok(self.publish(checkpoint, root))
+    }
+
+    /// The first half of [`TileWriter::commit`]: makes `checkpoint` durable (write, fdatasync,
+    /// rename, fsync the directory). From here the entries are in the log, though readers do
+    /// not see them until [`TileWriter::publish`]: whatever must be ready when they do (the
+    /// index) goes in between.
+    pub fn make_durable(&mut self, checkpoint: &str) -> Result<(), StoreError> {
         let dir = self.store.dir.clone();
         let tmp = dir.join("checkpoint.tmp");
         write_file_durably(&tmp, checkpoint.as_bytes())?;
         let target = dir.join(CHECKPOINT_FILE);
         fs::rename(&tmp, &target).map_err(io_err(&target))?;
-        sync_dir(&dir)?;
+        sync_dir(&dir)
+    }
 
+    /// The second half of [`TileWriter::commit`], after [`TileWriter::make_durable`] of the
+    /// same checkpoint: publishes the new tree to readers and deletes the partial tiles it
+    /// supersedes.
+    pub fn publish(&mut self, checkpoint: String, root: Hash) -> Arc<Snapshot> {
         let snapshot = Arc::new(Snapshot {
             size: self.size,
             root,
@@ -562,7 +576,7 @@ impl TileWriter {
         self.delete_superseded_partials();
         self.published_widths = self.edge.iter().map(|t| t.width()).collect();
         self.published_size = self.size;
-        Ok(snapshot)
+        snapshot
     }
 
     /// Partial tiles of tiles that are now full. Partial tiles of a tile still growing are
