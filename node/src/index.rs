@@ -233,13 +233,15 @@ impl Index {
     }
 
     /// Records the rules' `writes` and the `leaves` (leaf hash, index) of new entries, and
-    /// moves the applied marks to `applied`, now. Only while nothing is pending (at start).
+    /// moves the applied marks to `applied`, now (after whatever is pending: batches are
+    /// written in order).
     pub fn apply(
         &self,
         writes: BTreeMap<Vec<u8>, Vec<u8>>,
         leaves: &[(Hash, u64)],
         applied: u64,
     ) -> Result<(), IndexError> {
+        self.wait_applied()?;
         self.stores.apply(&writes, leaves, applied)
     }
 
