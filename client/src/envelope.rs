@@ -134,18 +134,74 @@ pub enum EnvelopeError {
 }
 
 /// Refuses a signature whose R is not a canonical encoding of a point of large order: such
-/// signatures only ever come from a signer playing with encodings, and refusing them at
-/// decoding keeps the rule simple for independent verifiers.
+/// signatures only ever come from a signer playing with encodings, and refusing them keeps
+/// the rule simple for independent verifiers.
+///
+/// This is the whole check, with a point decompression. Decoding makes the part of it that
+/// needs none ([`check_r_encoding`]); whether R is a curve point at all is then settled by
+/// the signature verification itself, which decompresses R anyway, and a failed
+/// verification runs this check to say why (so the reason is the same either way).
 fn check_r(sig: &[u8; 64]) -> Result<(), &'static str> {
+    check_r_encoding(sig)?;
     let mut r = [0u8; 32];
     r.copy_from_slice(&sig[..32]);
     let point = curve25519_dalek::edwards::CompressedEdwardsY(r)
         .decompress()
         .ok_or("its R is not a curve point")?;
+    // Given check_r_encoding, these cannot fail; kept as the definition.
     if point.compress().to_bytes() != r {
         return Err("its R is not canonically encoded");
     }
     if point.is_small_order() {
+        return Err("its R is a small-order point");
+    }
+    Ok(())
+}
+
+/// p = 2^255 - 19, little-endian.
+const FIELD_P: [u8; 32] = {
+    let mut p = [0xffu8; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    p
+};
+
+/// The encodings of y = 1 and y = p - 1: the two points with x = 0, whose encodings with the
+/// sign bit set are not canonical.
+const Y_ONE: [u8; 32] = {
+    let mut y = [0u8; 32];
+    y[0] = 1;
+    y
+};
+const Y_P_MINUS_ONE: [u8; 32] = {
+    let mut y = FIELD_P;
+    y[0] = 0xec;
+    y
+};
+
+/// The canonical encodings of the eight points of small order.
+fn small_order_encodings() -> &'static [[u8; 32]; 8] {
+    static ENCODINGS: std::sync::OnceLock<[[u8; 32]; 8]> = std::sync::OnceLock::new();
+    ENCODINGS.get_or_init(|| {
+        curve25519_dalek::constants::EIGHT_TORSION.map(|point| point.compress().to_bytes())
+    })
+}
+
+/// The part of [`check_r`] that needs no point decompression. For an R that is a curve
+/// point it decides exactly as `check_r` does: the encoding is canonical when y < p and, for
+/// the two points with x = 0, the sign bit is clear; and a canonical encoding is of a
+/// small-order point when it is one of the eight.
+fn check_r_encoding(sig: &[u8; 64]) -> Result<(), &'static str> {
+    let mut r = [0u8; 32];
+    r.copy_from_slice(&sig[..32]);
+    let sign = r[31] >> 7;
+    let mut y = r;
+    y[31] &= 0x7f;
+    let y_below_p = y.iter().rev().cmp(FIELD_P.iter().rev()) == std::cmp::Ordering::Less;
+    if !y_below_p || (sign == 1 && (y == Y_ONE || y == Y_P_MINUS_ONE)) {
+        return Err("its R is not canonically encoded");
+    }
+    if small_order_encodings().contains(&r) {
         return Err("its R is a small-order point");
     }
     Ok(())
@@ -251,7 +307,7 @@ impl Envelope {
                         position,
                         len: sig.sig.len(),
                     })?;
-            check_r(&sig_bytes)
+            check_r_encoding(&sig_bytes)
                 .map_err(|reason| EnvelopeError::MalformedSignature { position, reason })?;
             signatures.push(EnvelopeSignature {
                 public_key,
@@ -294,11 +350,16 @@ impl Envelope {
     /// a signature".
     pub fn verify(self) -> Result<VerifiedEnvelope, EnvelopeError> {
         let message = pae(PAYLOAD_TYPE, &self.payload);
-        for s in &self.signatures {
+        for (position, s) in self.signatures.iter().enumerate() {
+            let failed = || match check_r(&s.signature.to_bytes()) {
+                // Decoding left this part of R's check to the verification: say so.
+                Err(reason) => EnvelopeError::MalformedSignature { position, reason },
+                Ok(()) => EnvelopeError::BadSignature { key: s.public_key },
+            };
             let key = ed25519_zebra::VerificationKey::try_from(*s.public_key.as_bytes())
-                .map_err(|_| EnvelopeError::BadSignature { key: s.public_key })?;
+                .map_err(|_| failed())?;
             key.verify(&zebra_signature(&s.signature), &message)
-                .map_err(|_| EnvelopeError::BadSignature { key: s.public_key })?;
+                .map_err(|_| failed())?;
         }
         Ok(VerifiedEnvelope(self))
     }
@@ -621,5 +682,114 @@ mod tests {
         let wire = sign(b"offline".to_vec(), &[&a]);
         let text = serde_json::to_string(&EnvelopeJson::from(&wire)).unwrap();
         assert_eq!(EnvelopeJson::parse(&text).unwrap(), wire);
+    }
+
+    /// An R in the first half of a signature.
+    fn with_r(r: [u8; 32]) -> [u8; 64] {
+        let mut sig = [0u8; 64];
+        sig[..32].copy_from_slice(&r);
+        sig
+    }
+
+    /// Wherever R is a curve point, the check made at decoding decides as the whole check.
+    fn agrees(r: [u8; 32]) {
+        let sig = with_r(r);
+        let point = curve25519_dalek::edwards::CompressedEdwardsY(r).decompress();
+        match point {
+            Some(_) => assert_eq!(
+                check_r_encoding(&sig),
+                check_r(&sig),
+                "R = {}",
+                hex::encode(r)
+            ),
+            // Not a point: refused either way, as non-canonical when y >= p shows it.
+            None => assert!(matches!(
+                check_r(&sig),
+                Err("its R is not a curve point" | "its R is not canonically encoded")
+            )),
+        }
+    }
+
+    #[test]
+    fn r_checked_without_decompression_decides_as_with_it() {
+        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+        use curve25519_dalek::scalar::Scalar;
+        let mut special: Vec<[u8; 32]> = Vec::new();
+        // The small-order points, each with its sign bit flipped too.
+        for point in EIGHT_TORSION {
+            let r = point.compress().to_bytes();
+            let mut flipped = r;
+            flipped[31] ^= 0x80;
+            special.extend([r, flipped]);
+        }
+        // Every y of 0..40 and p..p+40 (non-canonical where they are points), both signs.
+        for small in 0u8..40 {
+            let mut y = [0u8; 32];
+            y[0] = small;
+            let mut high = FIELD_P;
+            let (low, carried) = high[0].overflowing_add(small);
+            high[0] = low;
+            if carried {
+                high[1] = high[1].wrapping_add(1);
+            }
+            for mut r in [y, high] {
+                special.push(r);
+                r[31] ^= 0x80;
+                special.push(r);
+            }
+        }
+        // Points of large order, and the same plus a small-order component.
+        for k in 1u64..64 {
+            let point = ED25519_BASEPOINT_POINT * Scalar::from(k);
+            special.push(point.compress().to_bytes());
+            special.push((point + EIGHT_TORSION[1]).compress().to_bytes());
+        }
+        for r in special {
+            agrees(r);
+        }
+        let mut refused = 0;
+        for r in &[Y_ONE, Y_P_MINUS_ONE] {
+            let mut flipped = *r;
+            flipped[31] |= 0x80;
+            refused += usize::from(check_r_encoding(&with_r(flipped)).is_err());
+        }
+        assert_eq!(refused, 2, "x = 0 with the sign bit set is not canonical");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn r_checks_agree_on_any_bytes(r in proptest::array::uniform32(proptest::num::u8::ANY)) {
+            agrees(r);
+        }
+    }
+
+    #[test]
+    fn an_r_that_is_not_a_point_is_named_at_verification() {
+        let key = generate_signing_key();
+        let mut wire = sign(b"payload".to_vec(), &[&key]);
+        // y = 2 is not the y of any curve point.
+        let mut r = [0u8; 32];
+        r[0] = 2;
+        assert!(curve25519_dalek::edwards::CompressedEdwardsY(r)
+            .decompress()
+            .is_none());
+        wire.signatures[0].sig[..32].copy_from_slice(&r);
+        let envelope = Envelope::try_from(wire).expect("decoding leaves it to verification");
+        let expected = "its R is not a curve point";
+        match envelope.clone().verify() {
+            Err(EnvelopeError::MalformedSignature {
+                position: 0,
+                reason,
+            }) => {
+                assert_eq!(reason, expected)
+            }
+            other => panic!("{other:?}"),
+        }
+        match verify_batch(vec![envelope]).pop() {
+            Some(Err(EnvelopeError::MalformedSignature { reason, .. })) => {
+                assert_eq!(reason, expected)
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
