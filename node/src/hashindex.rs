@@ -52,7 +52,7 @@
 //!   itself (`h1` = u64 LE of bytes 0..8, `h2` = u64 LE of bytes 8..16 | 1,
 //!   `bit_i = (h1 + i·h2) mod m`), about 0.8 % false positives; and fences: the first 8 key bytes
 //!   (u64 BE) of every 256th record. A lookup binary-searches the fences, reads the one block
-//!   of at most 256 records (two if a fence shares the key's 8-byte prefix) with a positioned
+//!   of at most 256 records (more when fences share the key's 8-byte prefix) with a positioned
 //!   read, and binary-searches it. Bloom negatives never touch the disk.
 //! - About 1.3 bytes per indexed key in runs, plus the memtable: 41 bytes per hash-table
 //!   bucket, kept between flushes (at the default threshold 2^18 buckets, about 10.7 MB).
