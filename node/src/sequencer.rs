@@ -384,7 +384,7 @@ impl Committer {
             );
         }
 
-        // 4. Answer, now that everything is durable.
+        // 3. Answer, now that everything is durable.
         let store = self.writer.store().clone();
         for (reply, target, id) in replies {
             let (index, existing) = match target {
