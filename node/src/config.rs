@@ -17,7 +17,6 @@ pub const DEFAULT_ORIGIN: &str = "fairtrail.local/log";
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_QUEUE: usize = 16 * 1024;
 pub const DEFAULT_TILE_CACHE: usize = 4096;
-pub const DEFAULT_INDEX_CACHE_MB: u64 = crate::index::DEFAULT_CACHE_MB;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -154,8 +153,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     pub queue: usize,
     pub tile_cache: usize,
-    pub index_cache_mb: u64,
-    pub hash_run_entries: usize,
+    /// How the index is opened (sled's cache, the hash indexes' run size).
+    pub index: crate::index::IndexOptions,
     pub limits: Limits,
     /// Certificate chain and key (PEM files), when the node serves TLS.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -220,15 +219,20 @@ impl Settings {
                 .tile_cache
                 .or(file.tile_cache)
                 .unwrap_or(DEFAULT_TILE_CACHE),
-            index_cache_mb: self
-                .index_cache_mb
-                .or(file.index_cache_mb)
-                .unwrap_or(DEFAULT_INDEX_CACHE_MB),
-            hash_run_entries: self
-                .hash_run_entries
-                .or(file.hash_run_entries)
-                .unwrap_or(crate::hashindex::DEFAULT_FLUSH_EVERY)
-                .max(1),
+            index: {
+                let defaults = crate::index::IndexOptions::default();
+                crate::index::IndexOptions {
+                    cache_mb: self
+                        .index_cache_mb
+                        .or(file.index_cache_mb)
+                        .unwrap_or(defaults.cache_mb),
+                    hash_run_entries: self
+                        .hash_run_entries
+                        .or(file.hash_run_entries)
+                        .unwrap_or(defaults.hash_run_entries)
+                        .max(1),
+                }
+            },
             tls: match (
                 self.tls_cert.or(file.tls_cert),
                 self.tls_key.or(file.tls_key),

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{check_origin, Config, Limits, DEFAULT_ORIGIN};
 use crate::http::{self, page::PageCache, HttpState};
-use crate::index::{Index, IndexOptions};
+use crate::index::Index;
 use crate::ledger::Ledger;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
@@ -149,13 +149,7 @@ impl Node {
             .sign(&signer)?;
             writer.commit(note, merkle::empty_root())?;
         }
-        let index = Index::open_with(
-            &config.data_dir.join("index"),
-            IndexOptions {
-                cache_mb: config.index_cache_mb,
-                hash_run_entries: config.hash_run_entries,
-            },
-        )?;
+        let index = Index::open_with(&config.data_dir.join("index"), config.index)?;
         reconcile(&store, &index)?;
         Ok(Node {
             store,
