@@ -54,6 +54,8 @@ const SAMPLE: usize = 32;
 /// Entries each hash index holds in memory before it writes a run: small, so that runs are
 /// written, merged and read back in every round.
 const HASH_RUN_ENTRIES: usize = 40;
+/// About 40 harvests' lot records and list entries per state-store run.
+const STATE_RUN_KB: usize = 16;
 
 /// One producer: it declares itself once, then records harvests.
 struct Producer {
@@ -264,11 +266,16 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     let started = Instant::now();
     let mut load_time = Duration::ZERO;
 
-    // Small hash-index runs, so that kills land while runs are written and merged, and
-    // recovery reads runs back as well as replaying the log.
+    // Small hash-index and state-store runs, so that kills land while runs are written and
+    // merged, and recovery reads runs and write-ahead logs back as well as replaying the log.
     let mut node = TestNode::start_with_args(
         |_| {},
-        vec!["--hash-run-entries".into(), HASH_RUN_ENTRIES.to_string()],
+        vec![
+            "--hash-run-entries".into(),
+            HASH_RUN_ENTRIES.to_string(),
+            "--state-run-kb".into(),
+            STATE_RUN_KB.to_string(),
+        ],
     )
     .await;
     let log_key = node.verifier().await;
@@ -364,6 +371,14 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     let audit = fairtrail(&args, &[]).await;
     let report: serde_json::Value = serde_json::from_str(audit.ok()).expect("audit --json");
     assert_eq!(report["clean"], true, "{audit:?}");
+    // 4. Every recovery resumed from what was on disk: no store was ever found ahead of the
+    // log or unable to follow sled's mark and rebuilt from entry 0.
+    let log = node.log_text();
+    let rebuilt: Vec<&str> = log.lines().filter(|l| l.contains("rebuilding")).collect();
+    assert!(
+        rebuilt.is_empty(),
+        "a restart rebuilt an index: {rebuilt:#?}"
+    );
 
     let elapsed = started.elapsed();
     let size = acked.checkpoints.keys().last().copied().unwrap_or(0);

@@ -149,6 +149,15 @@ impl Drop for Server {
     }
 }
 
+/// Bytes on disk of the indexes derived from the log in the data directory `data`: sled
+/// (`index/`), the state store (`index-state/`) and the hash indexes (`index-hashes/`).
+pub fn index_disk_usage(data: &Path) -> (u64, u64) {
+    ["index", "index-state", "index-hashes"]
+        .iter()
+        .map(|dir| disk_usage(&data.join(dir)))
+        .fold((0, 0), |(a, b), (x, y)| (a + x, b + y))
+}
+
 /// Bytes on disk under `dir`: (apparent size, allocated blocks).
 pub fn disk_usage(dir: &Path) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;

@@ -11,7 +11,7 @@ use fairtrail_client::proto::{self, provenance_service_client::ProvenanceService
 use fairtrail_client::verify::{verify_bundle, Policy, Verdict};
 
 use crate::chain::{Chain, Filler, GTIN};
-use crate::node::{disk_usage, Server};
+use crate::node::{disk_usage, index_disk_usage, Server};
 use crate::phases::{leaf_len, MB, PRODUCERS};
 use crate::report::{Goal, Phase, Results};
 use crate::{grpc, http, submit, Args};
@@ -256,7 +256,7 @@ impl NodeRun<'_> {
             .data_dir()
             .ok_or_else(|| anyhow!("no data directory"))?;
         let (_, log_disk) = disk_usage(&data.join("log"));
-        let (_, index_disk) = disk_usage(&data.join("index"));
+        let (_, index_disk) = index_disk_usage(&data);
         let raw = (setup_bytes + self.harvest_bytes) as f64;
         r.add_ratio(
             "log on disk",

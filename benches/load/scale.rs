@@ -6,7 +6,7 @@
 //! The leaves are real signed harvests, encoded with a distinct integration time each so
 //! every leaf (and leaf hash) is unique. The index gets, per entry, the keys a harvest writes
 //! in the node: its statement id and leaf hash (the hash indexes), a lot record and an entry
-//! in its producer's list (sled). The ledger rules themselves are measured by the node runs,
+//! in its producer's list (the state store). The ledger rules themselves are measured by the node runs,
 //! not here.
 
 use std::collections::BTreeMap;
@@ -30,7 +30,7 @@ use anyhow::{anyhow, bail};
 use fairtrail_client::statement::now_ms;
 
 use crate::chain::Filler;
-use crate::node::disk_usage;
+use crate::node::{disk_usage, index_disk_usage};
 use crate::phases::{sign, MB, PRODUCERS};
 use crate::report::{Goal, Results};
 use crate::Args;
@@ -96,7 +96,7 @@ pub fn run(
             let hash = leaf_hash(&leaf);
             leaf_bytes += leaf.len() as u64;
             // What a harvest writes in the node: its statement id (to the statement-id hash
-            // index), a lot record and an entry in its producer's list (to sled); the leaf
+            // index), a lot record and an entry in its producer's list (to the state store); the leaf
             // hash goes to the leaf-hash index. The leaf hash stands in for the statement
             // id: as unique, as random.
             let mut statement_key = vec![prefix::STATEMENT];
@@ -147,7 +147,7 @@ pub fn run(
     }
     let (rss, peak_rss, rss_anon) = memory()?;
     let (_, log_disk) = disk_usage(&dir.path().join("log"));
-    let (_, index_disk) = disk_usage(&dir.path().join("index"));
+    let (_, index_disk) = index_disk_usage(dir.path());
     Ok(Scale {
         windows,
         rss,

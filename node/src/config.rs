@@ -90,6 +90,11 @@ pub struct Settings {
     /// [default: 131072].
     #[arg(long, env = "FAIRTRAIL_HASH_RUN_ENTRIES", global = true)]
     pub hash_run_entries: Option<usize>,
+    /// Kibibytes of lot records and entry lists the ledger state store holds in memory
+    /// before writing them to a run file (they are durable before, in its write-ahead log)
+    /// [default: 32768].
+    #[arg(long, env = "FAIRTRAIL_STATE_RUN_KB", global = true)]
+    pub state_run_kb: Option<usize>,
     /// Who may declare themselves: `open` (anyone) or `endorsed` (a declaration must be
     /// co-signed by an --operator-key) [default: open].
     #[arg(long, env = "FAIRTRAIL_ADMISSION", global = true, value_enum)]
@@ -230,6 +235,11 @@ impl Settings {
                         .hash_run_entries
                         .or(file.hash_run_entries)
                         .unwrap_or(defaults.hash_run_entries)
+                        .max(1),
+                    state_run_bytes: self
+                        .state_run_kb
+                        .or(file.state_run_kb)
+                        .map_or(defaults.state_run_bytes, |kb| kb.saturating_mul(1024))
                         .max(1),
                 }
             },

@@ -1,7 +1,10 @@
-//! What is derived from the log. Two stores, each suited to its keys:
-//! - sled holds the ledger state of the rules (participants, keys, lots and balances,
-//!   certifications, products, and the lists by participant, lot, product, certification
-//!   subject, revocation, receipt and dispute) and how far the log has been applied to it;
+//! What is derived from the log. Three stores, each suited to its keys:
+//! - sled holds the ledger state that is per participant, not per entry (keys, identities,
+//!   certifications, products) and how far the log has been applied (`m/applied`);
+//! - the [`StateStore`] holds the ledger state written for nearly every entry: lot records,
+//!   transfer records and the lists of entries (by participant, lot, transfer,
+//!   certification, subject, dispute, key history). Millions of these made sled the pace of
+//!   ingest and of memory (BENCHMARKS.md); an LSM with a write-ahead log serves them better;
 //! - two [`HashIndex`]es map the per-entry hashes to entry indexes: statement id -> index
 //!   (the rules' `i` keys, routed here) and leaf hash -> index. Their keys are uniform
 //!   hashes, one of each per entry: the write pattern that makes sled's memory grow without
@@ -11,10 +14,14 @@
 //!
 //! # Contract
 //! - Never ahead of the log: the sequencer applies a batch only after the log made it durable.
-//!   Each store keeps its own applied mark (sled's moves in one atomic batch with the writes).
+//! - The ledger state (sled and the state store) moves as one: each batch goes durably into
+//!   the state store's write-ahead log first, then into sled atomically with `m/applied`, and
+//!   sled is flushed before the state store writes a run (and empties its log). So at open
+//!   the state store can always be brought exactly to sled's mark; if it cannot (a damaged
+//!   file), both are rebuilt from the log.
 //! - Not durable on its own (sled flushes in the background, the hash indexes write runs
-//!   every so many entries): after a crash each store may lag the log, and says from where to
-//!   replay. Replaying is idempotent.
+//!   every so many entries): after a crash each part may lag the log, and says from where
+//!   to replay. Replaying is idempotent.
 //! - Safe to read concurrently with the single writer.
 
 use std::collections::BTreeMap;
@@ -28,12 +35,14 @@ use fairtrail_client::merkle::Hash;
 use fairtrail_client::rules::{records::prefix, StateError, StateRead};
 
 use crate::hashindex::{HashIndex, HashIndexError, HashIndexStats};
+use crate::statestore::{StateStore, StateStoreError, StateStoreStats};
 
 const APPLIED_KEY: &[u8] = b"m/applied";
 /// Which layout the sled tree has. A tree without it (or with another) is rebuilt from the log.
 const FORMAT_KEY: &[u8] = b"m/format";
 /// 2: statement ids and leaf hashes moved from sled to the hash indexes.
-const FORMAT: u64 = 2;
+/// 3: lot and transfer records and the entry lists moved from sled to the state store.
+const FORMAT: u64 = 3;
 /// A rules key `i` + 32-byte statement id: served by the statement-id hash index.
 const ID_KEY_LEN: usize = 33;
 
@@ -45,6 +54,8 @@ pub enum IndexError {
     Malformed { key: String },
     #[error(transparent)]
     Hash(#[from] HashIndexError),
+    #[error(transparent)]
+    State(#[from] StateStoreError),
     #[error("index applier: {0}")]
     Applier(String),
 }
@@ -68,6 +79,7 @@ pub struct Index {
 struct Stores {
     db: sled::Db,
     tree: sled::Tree,
+    state: StateStore,
     ids: HashIndex,
     leaves: HashIndex,
 }
@@ -117,10 +129,28 @@ fn statement_key(key: &[u8]) -> Option<[u8; 32]> {
     }
 }
 
-/// Where the hash indexes of the sled database at `path` live: beside it.
-fn hashes_dir(path: &Path) -> PathBuf {
+/// Whether a rules key belongs in the state store: written for nearly every entry.
+fn in_state_store(key: &[u8]) -> bool {
+    matches!(
+        key.first(),
+        Some(
+            &(prefix::LOT
+                | prefix::TRANSFER
+                | prefix::BY_PARTICIPANT
+                | prefix::BY_SUBJECT
+                | prefix::BY_CERTIFICATION
+                | prefix::BY_LOT
+                | prefix::BY_TRANSFER
+                | prefix::BY_DISPUTED
+                | prefix::KEY_HISTORY)
+        )
+    )
+}
+
+/// Where the other stores of the sled database at `path` live: beside it, `path` + `suffix`.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push("-hashes");
+    name.push(suffix);
     path.with_file_name(name)
 }
 
@@ -144,6 +174,8 @@ pub struct IndexOptions {
     pub cache_mb: u64,
     /// Entries a hash index holds in memory before it writes them out as a run.
     pub hash_run_entries: usize,
+    /// Bytes of records the state store holds in memory before it writes them out as a run.
+    pub state_run_bytes: usize,
 }
 
 impl Default for IndexOptions {
@@ -151,6 +183,7 @@ impl Default for IndexOptions {
         IndexOptions {
             cache_mb: DEFAULT_CACHE_MB,
             hash_run_entries: crate::hashindex::DEFAULT_FLUSH_EVERY,
+            state_run_bytes: crate::statestore::DEFAULT_RUN_BYTES,
         }
     }
 }
@@ -168,8 +201,10 @@ impl Index {
             .cache_capacity(options.cache_mb.saturating_mul(1024 * 1024))
             .open()?;
         let tree = db.open_tree("index")?;
-        let hashes = hashes_dir(path);
+        let applied = sled_applied(&tree)?;
+        let hashes = beside(path, "-hashes");
         let stores = Stores {
+            state: StateStore::open(&beside(path, "-state"), applied, options.state_run_bytes)?,
             db,
             tree,
             ids: HashIndex::open_with(&hashes, "ids", options.hash_run_entries)?,
@@ -188,6 +223,13 @@ impl Index {
             }
             stores.clear_state()?;
             stores.clear_hashes()?;
+        } else if stores.state.applied() != applied {
+            tracing::warn!(
+                sled = applied,
+                state_store = stores.state.applied(),
+                "the ledger state store cannot be brought to sled's mark; rebuilding the ledger state from the log"
+            );
+            stores.clear_state()?;
         }
         let pending = Arc::new(ArcSwap::from_pointee(Vec::new()));
         let applier = start_applier(stores.clone(), pending.clone())
@@ -199,12 +241,9 @@ impl Index {
         })
     }
 
-    /// How many log entries the ledger state (sled) reflects.
+    /// How many log entries the ledger state (sled and the state store) reflects.
     pub fn applied(&self) -> Result<u64, IndexError> {
-        match self.stores.tree.get(APPLIED_KEY)? {
-            Some(v) => decode_u64(&v, "applied"),
-            None => Ok(0),
-        }
+        sled_applied(&self.stores.tree)
     }
 
     /// How many log entries the statement-id and leaf-hash indexes reflect: each may lag
@@ -327,6 +366,11 @@ impl Index {
         [self.stores.ids.stats(), self.stores.leaves.stats()]
     }
 
+    /// The state store's sizes and memory, for metrics and benchmarks.
+    pub fn state_stats(&self) -> StateStoreStats {
+        self.stores.state.stats()
+    }
+
     /// The entry indexes listed under `prefix` (keys ending with an 8-byte big-endian index),
     /// ascending.
     pub fn list(&self, prefix: &[u8]) -> Result<Vec<u64>, IndexError> {
@@ -334,8 +378,14 @@ impl Index {
         // scanned is then still seen, in one place or the other (or both).
         let pending = self.pending.load_full();
         let mut out = Vec::new();
-        for item in self.stores.tree.scan_prefix(prefix).keys() {
-            out.push(list_index(&item?)?);
+        if in_state_store(prefix) {
+            for (key, _) in self.stores.state.scan_prefix(prefix)? {
+                out.push(list_index(&key)?);
+            }
+        } else {
+            for item in self.stores.tree.scan_prefix(prefix).keys() {
+                out.push(list_index(&item?)?);
+            }
         }
         if !pending.is_empty() {
             for batch in pending.iter() {
@@ -388,6 +438,13 @@ fn list_index(key: &[u8]) -> Result<u64, IndexError> {
     )
 }
 
+fn sled_applied(tree: &sled::Tree) -> Result<u64, IndexError> {
+    match tree.get(APPLIED_KEY)? {
+        Some(v) => decode_u64(&v, "applied"),
+        None => Ok(0),
+    }
+}
+
 fn records_key(prefix: u8, bytes: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + bytes.len());
     k.push(prefix);
@@ -396,7 +453,8 @@ fn records_key(prefix: u8, bytes: &[u8]) -> Vec<u8> {
 }
 
 impl Stores {
-    /// Writes one batch: the sled part atomically with its applied mark, then the hashes.
+    /// Writes one batch: the state store's part durably, then the sled part atomically with
+    /// its applied mark, then the hashes (see the module's contract for why in this order).
     fn apply(
         &self,
         writes: &BTreeMap<Vec<u8>, Vec<u8>>,
@@ -405,29 +463,48 @@ impl Stores {
     ) -> Result<(), IndexError> {
         let mut batch = sled::Batch::default();
         let mut ids = Vec::new();
+        let mut state = Vec::new();
         for (k, v) in writes {
-            match statement_key(k) {
-                Some(id) => ids.push((id, decode_u64(v, "statement id")?)),
-                None => batch.insert(k.as_slice(), v.as_slice()),
+            if let Some(id) = statement_key(k) {
+                ids.push((id, decode_u64(v, "statement id")?));
+            } else if in_state_store(k) {
+                state.push((k.as_slice(), v.as_slice()));
+            } else {
+                batch.insert(k.as_slice(), v.as_slice());
             }
         }
+        self.state.apply(state, applied)?;
         batch.insert(APPLIED_KEY, &applied.to_be_bytes());
         self.tree.apply_batch(batch)?;
+        if self.state.wants_flush() {
+            // The state store's write-ahead log is emptied by its flush: sled must hold
+            // everything up to here durably before.
+            self.db.flush()?;
+            self.state.flush()?;
+        }
         self.ids.insert(&ids, applied)?;
         self.leaves.insert(leaves, applied)?;
         Ok(())
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError> {
-        match statement_key(key) {
-            Some(id) => Ok(self.ids.get(&id)?.map(|i| i.to_be_bytes().to_vec())),
-            None => Ok(self.tree.get(key)?.map(|v| v.to_vec())),
+        if let Some(id) = statement_key(key) {
+            Ok(self.ids.get(&id)?.map(|i| i.to_be_bytes().to_vec()))
+        } else if in_state_store(key) {
+            Ok(self.state.get(key)?)
+        } else {
+            Ok(self.tree.get(key)?.map(|v| v.to_vec()))
         }
     }
 
+    /// Forgets the ledger state: the state store first, so that a crash in between leaves
+    /// sled ahead of it (rebuilt at open), never the other way round unnoticed.
     fn clear_state(&self) -> Result<(), IndexError> {
+        self.state.clear()?;
         self.tree.clear()?;
         self.tree.insert(FORMAT_KEY, &FORMAT.to_be_bytes())?;
+        // Durably, before anything new reaches the state store's write-ahead log.
+        self.db.flush()?;
         Ok(())
     }
 

@@ -8,6 +8,7 @@
 //! - [`tiles`]: the log on disk as C2SP tlog-tiles, durable at every commit; proofs.
 //! - [`index`]: sled indexes derived from the log, replayed from it after a crash.
 //! - [`hashindex`]: an append-only LSM index from 32-byte hashes to log indexes (derived state).
+//! - [`statestore`]: lot records and entry lists: an LSM with a write-ahead log (ledger state).
 //! - [`tls`]: TLS for the HTTP side.
 //! - [`ledger`]: the gRPC `fairtrail.v1.LedgerService`.
 //! - [`limits`]: admission policy and rate limits.
@@ -24,5 +25,6 @@ pub mod metrics;
 pub mod provenance;
 pub mod sequencer;
 pub mod server;
+pub mod statestore;
 pub mod tiles;
 pub mod tls;

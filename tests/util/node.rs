@@ -98,6 +98,11 @@ impl TestNode {
         &self.data_dir
     }
 
+    /// Everything the node has logged (its stderr), across restarts.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
     /// A new connection to the node.
     pub async fn client(&self) -> NodeClient {
         connect(&self.url()).await
