@@ -85,14 +85,14 @@ pub struct Args {
     /// Entries per group commit in the scale run.
     #[arg(long, default_value_t = 1024)]
     pub scale_batch: usize,
-    /// The scale run writes the tiles only, without the sled index (to tell their costs
+    /// The scale run writes the tiles only, without the index (to tell their costs
     /// apart).
     #[arg(long)]
     pub scale_no_index: bool,
     /// Megabytes of sled's page cache in the scale run [default: the node's default].
     #[arg(long)]
     pub scale_index_cache_mb: Option<u64>,
-    /// The scale run flushes the sled index every this many batches (0: never, as the node).
+    /// The scale run flushes the index every this many batches (0: never, as the node).
     #[arg(long, default_value_t = 0)]
     pub scale_flush_every: u64,
     /// The `fairtrail-node` binary [default: beside this one].

@@ -585,6 +585,12 @@ impl Shared {
                     tracing::warn!(error = %e, "hash index: syncing the directory failed");
                     return Ok(true);
                 }
+                // Under the state lock and only in the same generation: after a `clear`, a
+                // replay may have written a run of the same name as a source.
+                let _state = read(&self.state);
+                if self.generation.load(Ordering::Acquire) != generation {
+                    return Ok(false);
+                }
                 for source in [older, newer] {
                     if let Err(e) = remove_if_exists(&source.path) {
                         tracing::warn!(

@@ -10,7 +10,8 @@
 //! fence key per 16 KiB of runs.
 //!
 //! # Contract
-//! - Keys are byte strings up to 65,535 bytes, values up to 2^32 - 1 bytes. A key written
+//! - Keys are byte strings up to 65,535 bytes; a batch's writes, encoded, up to 1 GiB (so a
+//!   value up to a little under 1 GiB). A key written
 //!   again replaces its value (the newest wins). Nothing is ever deleted but by [`StateStore::clear`].
 //! - Each batch covers log entries `[from, to)` and is applied in log order. [`StateStore::apply`]
 //!   returns once the batch is durable in the write-ahead log: the caller (the index) writes
@@ -115,6 +116,8 @@ pub enum StateStoreError {
     Spawn(#[source] io::Error),
     #[error("ledger state store: a record of {key_len} key bytes and {value_len} value bytes is too large")]
     TooLarge { key_len: usize, value_len: usize },
+    #[error("ledger state store: a batch of {bytes} bytes of writes is over the 1 GiB a write-ahead record holds")]
+    BatchTooLarge { bytes: usize },
     #[error("ledger state store: a batch for entries [{from}, {to}) does not follow {applied}")]
     OutOfOrder { from: u64, to: u64, applied: u64 },
 }
@@ -282,6 +285,12 @@ impl Shared {
             .truncate(false)
             .open(&wal_path)
             .map_err(io_error(&wal_path, "opening the write-ahead log"))?;
+        // The log's name (and the directory's own) durable before anything relies on them.
+        for d in [Some(dir), dir.parent()].into_iter().flatten() {
+            File::open(d)
+                .and_then(|d| d.sync_all())
+                .map_err(io_error(d, "syncing the directory"))?;
+        }
         let (active, memtable_bytes, applied, keep) = replay_wal(&file, &wal_path, run_end, limit)?;
         let len = file
             .metadata()
@@ -627,6 +636,12 @@ impl Shared {
                     tracing::warn!(error = %e, "ledger state store: syncing the directory failed");
                     return Ok(true);
                 }
+                // Under the state lock and only in the same generation: after a `clear`, a
+                // flush may have written a run of the same name as a source.
+                let _state = read(&self.state);
+                if self.generation.load(Ordering::Acquire) != generation {
+                    return Ok(false);
+                }
                 for source in [older, newer] {
                     if let Err(e) = remove_if_exists(&source.path) {
                         tracing::warn!(
@@ -752,30 +767,32 @@ fn encode_wal_record(
     to: u64,
     items: &[(&[u8], &[u8])],
 ) -> Result<Vec<u8>, StateStoreError> {
-    let mut body = Vec::with_capacity(
-        WAL_BODY_HEADER
-            + items
-                .iter()
-                .map(|(k, v)| ITEM_HEADER + k.len() + v.len())
-                .sum::<usize>(),
-    );
+    // Checked before anything is copied: a refused batch costs no memory.
+    for (key, value) in items {
+        if u16::try_from(key.len()).is_err() || u32::try_from(value.len()).is_err() {
+            return Err(StateStoreError::TooLarge {
+                key_len: key.len(),
+                value_len: value.len(),
+            });
+        }
+    }
+    let size = items.iter().fold(WAL_BODY_HEADER, |sum, (k, v)| {
+        sum.saturating_add(ITEM_HEADER + k.len())
+            .saturating_add(v.len())
+    });
+    let (Ok(len), Ok(count)) = (u32::try_from(size), u32::try_from(items.len())) else {
+        return Err(StateStoreError::BatchTooLarge { bytes: size });
+    };
+    if len > WAL_MAX_BODY {
+        return Err(StateStoreError::BatchTooLarge { bytes: size });
+    }
+    let mut body = Vec::with_capacity(size);
     body.extend_from_slice(&from.to_be_bytes());
     body.extend_from_slice(&to.to_be_bytes());
-    let count = u32::try_from(items.len()).map_err(|_| StateStoreError::TooLarge {
-        key_len: 0,
-        value_len: items.len(),
-    })?;
     body.extend_from_slice(&count.to_be_bytes());
     for (key, value) in items {
         push_item(&mut body, key, value)?;
     }
-    let len = u32::try_from(body.len())
-        .ok()
-        .filter(|&len| len <= WAL_MAX_BODY)
-        .ok_or(StateStoreError::TooLarge {
-            key_len: 0,
-            value_len: body.len(),
-        })?;
     let mut record = Vec::with_capacity(4 + body.len() + WAL_CHECKSUM);
     record.extend_from_slice(&len.to_be_bytes());
     record.extend_from_slice(&body);
