@@ -450,6 +450,11 @@ impl Shared {
         for (path, _) in own_files(&self.dir, &self.name)? {
             remove_if_exists(&path).map_err(io_error(&path, "deleting a run file"))?;
         }
+        // The deletions durable before the caller replays: old runs coming back after a
+        // power cut would otherwise chain under the new ones.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error(&self.dir, "syncing the directory"))?;
         Ok(())
     }
 

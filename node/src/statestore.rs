@@ -118,8 +118,6 @@ pub enum StateStoreError {
     TooLarge { key_len: usize, value_len: usize },
     #[error("ledger state store: a batch of {bytes} bytes of writes is over the 1 GiB a write-ahead record holds")]
     BatchTooLarge { bytes: usize },
-    #[error("ledger state store: a batch for entries [{from}, {to}) does not follow {applied}")]
-    OutOfOrder { from: u64, to: u64, applied: u64 },
 }
 
 /// Sizes for metrics and benchmarks.
@@ -397,8 +395,12 @@ impl Shared {
         wal.len = at + record.len() as u64;
         let mut state = write(&self.state);
         for (key, value) in items {
-            state.memtable_bytes += key.len() + value.len() + MEMTABLE_OVERHEAD;
-            state.active.insert(key.to_vec(), value.to_vec());
+            let State {
+                active,
+                memtable_bytes,
+                ..
+            } = &mut *state;
+            insert_charged(active, memtable_bytes, key.to_vec(), value.to_vec());
         }
         state.applied = to;
         Ok(())
@@ -502,6 +504,11 @@ impl Shared {
         for (path, _) in own_files(&self.dir)? {
             remove_if_exists(&path).map_err(io_error(&path, "deleting a run file"))?;
         }
+        // The deletions durable before the caller rebuilds: runs of the old state coming
+        // back after a power cut would chain under the new write-ahead log.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_error(&self.dir, "syncing the directory"))?;
         Ok(())
     }
 
@@ -751,6 +758,17 @@ impl Shared {
     }
 }
 
+/// Inserts into a memtable, keeping `charged` at its keys' and values' bytes plus
+/// [`MEMTABLE_OVERHEAD`] a record (a replaced value no longer counts).
+fn insert_charged(map: &mut Memtable, charged: &mut usize, key: Vec<u8>, value: Vec<u8>) {
+    let added = key.len() + value.len() + MEMTABLE_OVERHEAD;
+    let key_len = key.len();
+    if let Some(old) = map.insert(key, value) {
+        *charged = charged.saturating_sub(key_len + old.len() + MEMTABLE_OVERHEAD);
+    }
+    *charged = charged.saturating_add(added);
+}
+
 fn collect_prefix(map: &Memtable, prefix: &[u8], found: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
     for (key, value) in map.range(prefix.to_vec()..) {
         if !key.starts_with(prefix) {
@@ -845,8 +863,7 @@ fn replay_wal(
             break;
         }
         for (key, value) in items {
-            charged += key.len() + value.len() + MEMTABLE_OVERHEAD;
-            memtable.insert(key.to_vec(), value.to_vec());
+            insert_charged(&mut memtable, &mut charged, key.to_vec(), value.to_vec());
         }
         applied = to;
         at = next;

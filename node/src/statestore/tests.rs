@@ -2283,3 +2283,23 @@ proptest! {
         run_model(run_bytes, &ops)?;
     }
 }
+
+/// A key written again is charged once: rewriting one lot record does not fill the memtable.
+#[test]
+fn a_rewritten_key_is_charged_once() {
+    let dir = tempdir();
+    let value = "v".repeat(1000);
+    let one_record = 1 + value.len() + MEMTABLE_OVERHEAD;
+    let store = open_with(dir.path(), 0, 2 * one_record);
+    for to in 1..=100 {
+        apply(&store, &[kv("k", &value)], to);
+        assert!(!store.wants_flush(), "after {to} rewrites of one key");
+    }
+    drop(store);
+    // The same after replaying the write-ahead log.
+    let store = open_with(dir.path(), 100, 2 * one_record);
+    assert_eq!(store.applied(), 100);
+    assert!(!store.wants_flush());
+    apply(&store, &[kv("other", &value)], 101);
+    assert!(store.wants_flush());
+}
