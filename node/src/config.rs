@@ -16,7 +16,10 @@ pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_ORIGIN: &str = "fairtrail.local/log";
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_QUEUE: usize = 16 * 1024;
-pub const DEFAULT_TILE_CACHE: usize = 4096;
+/// Full tiles kept in memory (16 KiB each, 16 MiB in all); entry bundles get a quarter as
+/// many slots (up to about 80 KiB each). Measured at 10M entries (BENCHMARKS.md): 4096 held
+/// 64 MiB of tiles the writer had just completed, which no reader needed.
+pub const DEFAULT_TILE_CACHE: usize = 1024;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -78,7 +81,7 @@ pub struct Settings {
     /// Submissions that may wait for the sequencer before callers are slowed [default: 16384].
     #[arg(long, env = "FAIRTRAIL_QUEUE", global = true)]
     pub queue: Option<usize>,
-    /// Tiles kept in memory (each about 16 KiB) [default: 4096].
+    /// Tiles kept in memory (each about 16 KiB; a quarter as many entry bundles) [default: 1024].
     #[arg(long, env = "FAIRTRAIL_TILE_CACHE", global = true)]
     pub tile_cache: Option<usize>,
     /// Megabytes of ledger-state pages (sled's cache) kept in memory. A smaller cache saves
@@ -92,7 +95,7 @@ pub struct Settings {
     pub hash_run_entries: Option<usize>,
     /// Kibibytes of lot records and entry lists the ledger state store holds in memory
     /// before writing them to a run file (they are durable before, in its write-ahead log)
-    /// [default: 32768].
+    /// [default: 16384].
     #[arg(long, env = "FAIRTRAIL_STATE_RUN_KB", global = true)]
     pub state_run_kb: Option<usize>,
     /// Who may declare themselves: `open` (anyone) or `endorsed` (a declaration must be

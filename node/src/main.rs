@@ -6,6 +6,7 @@ use fairtrail_node::server;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -70,5 +71,18 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+/// glibc gives threads that allocate at once arenas of their own (up to eight per core) and
+/// keeps what is freed in each; the node's threads (committer, verifier, index applier,
+/// merges, the runtime) then hold freed memory apart. Two arenas: about 6% less resident
+/// memory at 1M entries, at the same ingest rate (BENCHMARKS.md). Called first, before any
+/// thread exists.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; no thread is running yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

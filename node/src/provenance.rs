@@ -95,8 +95,8 @@ struct BundleCache {
 }
 
 /// Subjects whose bundles are kept for one checkpoint, at most: a flood of distinct subjects
-/// cannot grow memory without end (about 16 KB a 10-step chain).
-const BUNDLES_KEPT: usize = 4096;
+/// cannot grow memory without end (about 16 KB a 10-step chain: 16 MB at most).
+const BUNDLES_KEPT: usize = 1024;
 
 /// A bundle in the making: the entries to include, and the work still to do.
 struct Walk<'a> {

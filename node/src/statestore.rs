@@ -80,8 +80,8 @@ use std::thread::JoinHandle;
 #[cfg(test)]
 mod tests;
 
-/// Bytes of keys and values the memtable holds before the index writes it out: 32 MiB.
-pub const DEFAULT_RUN_BYTES: usize = 32 << 20;
+/// Bytes of keys and values the memtable holds before the index writes it out: 16 MiB.
+pub const DEFAULT_RUN_BYTES: usize = 16 << 20;
 
 const MAGIC: &[u8; 8] = b"FTSTRUN1";
 const HEADER_LEN: u64 = 32;

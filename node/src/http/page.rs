@@ -48,6 +48,8 @@ use crate::provenance::{ProvenanceError, Subject};
 /// How long a rendered page is served before it is rebuilt against a newer checkpoint. A page
 /// is correct for the checkpoint it names, so serving it a little longer is safe.
 const REFRESH: Duration = Duration::from_secs(2);
+/// Pages kept at most (about 20 KB each: some 20 MB); beyond, the cache starts again empty.
+const PAGES_KEPT: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PageError {
@@ -266,7 +268,7 @@ impl PageCache {
         };
         if let Ok(mut pages) = self.pages.lock() {
             // Bounded: a flood of distinct product links cannot grow memory without end.
-            if pages.len() > 10_000 {
+            if pages.len() >= PAGES_KEPT {
                 pages.clear();
             }
             pages.insert(key, page.clone());
