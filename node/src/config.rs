@@ -84,8 +84,8 @@ pub struct Settings {
     /// Tiles kept in memory (each about 16 KiB; a quarter as many entry bundles) [default: 1024].
     #[arg(long, env = "FAIRTRAIL_TILE_CACHE", global = true)]
     pub tile_cache: Option<usize>,
-    /// Megabytes of ledger-state pages (sled's cache) kept in memory. A smaller cache saves
-    /// little memory and costs speed (see BENCHMARKS.md) [default: 256].
+    /// Megabytes of sled's page cache, for the ledger state held there (participants, keys,
+    /// certifications, products) [default: 64].
     #[arg(long, env = "FAIRTRAIL_INDEX_CACHE_MB", global = true)]
     pub index_cache_mb: Option<u64>,
     /// Entries each hash index (statement ids, leaf hashes) holds in memory before writing

@@ -161,11 +161,10 @@ fn decode_u64(value: &[u8], what: &str) -> Result<u64, IndexError> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-/// Megabytes of sled's page cache, unless configured. Measured (BENCHMARKS.md, the storage
-/// path to 1M entries with a harvest's writes): 256 MB holds 0.69 of the 100k rate at 1M
-/// against 0.53 with 64 MB, in no more memory (655 against 689 MB resident, medians):
-/// sled's memory grows with what it has written, whatever the cache.
-pub const DEFAULT_CACHE_MB: u64 = 256;
+/// Megabytes of sled's page cache, unless configured: an upper bound on what the ledger
+/// state left in sled (participants, keys, certifications, products) may keep in memory.
+/// The per-entry state, which once needed a large cache, is in the state store.
+pub const DEFAULT_CACHE_MB: u64 = 64;
 
 /// How an index is opened; `Default` is the node's defaults.
 #[derive(Debug, Clone, Copy)]
@@ -527,11 +526,20 @@ fn start_applier(
     let thread = std::thread::Builder::new()
         .name("index-applier".into())
         .spawn(move || {
-            for batch in batches {
-                // A panic must not leave the batch pending for ever with nobody told: it is
-                // a failure like any other.
+            while let Ok(first) = batches.recv() {
+                // Whatever else is queued goes with it: one write-ahead sync and one sled
+                // batch for all, when the applier has fallen behind.
+                let mut group = vec![first];
+                while group.len() < MAX_PENDING_BATCHES {
+                    match batches.try_recv() {
+                        Ok(batch) => group.push(batch),
+                        Err(_) => break,
+                    }
+                }
+                // A panic must not leave the batches pending for ever with nobody told: it
+                // is a failure like any other.
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    stores.apply(&batch.writes, &batch.leaves, batch.applied)
+                    apply_group(&stores, &group)
                 }))
                 .unwrap_or_else(|_| Err(IndexError::Applier("writing the index panicked".into())));
                 let Ok(mut failure) = thread_shared.failure.lock() else {
@@ -541,13 +549,13 @@ fn start_applier(
                     Ok(()) => {
                         pending.rcu(|list| {
                             list.iter()
-                                .filter(|b| !Arc::ptr_eq(b, &batch))
+                                .filter(|b| !group.iter().any(|done| Arc::ptr_eq(b, done)))
                                 .cloned()
                                 .collect::<Vec<_>>()
                         });
                     }
                     Err(e) => {
-                        // The batch stays pending, so readers still see it; the sequencer
+                        // The batches stay pending, so readers still see them; the sequencer
                         // learns of the failure at its next commit and stops the node.
                         tracing::error!(error = %e, "writing the index failed");
                         *failure = Some(format!("writing the index failed: {e}"));
@@ -564,6 +572,23 @@ fn start_applier(
         thread: Some(thread),
         shared,
     })
+}
+
+/// Writes consecutive batches as one: later writes of a key win, as they would one by one.
+fn apply_group(stores: &Stores, group: &[Arc<PendingBatch>]) -> Result<(), IndexError> {
+    match group {
+        [] => Ok(()),
+        [one] => stores.apply(&one.writes, &one.leaves, one.applied),
+        [.., last] => {
+            let mut writes = BTreeMap::new();
+            let mut leaves = Vec::new();
+            for batch in group {
+                writes.extend(batch.writes.iter().map(|(k, v)| (k.clone(), v.clone())));
+                leaves.extend_from_slice(&batch.leaves);
+            }
+            stores.apply(&writes, &leaves, last.applied)
+        }
+    }
 }
 
 impl StateRead for Index {
@@ -728,6 +753,82 @@ mod tests {
         assert_eq!(index.hashes_applied(), (4, 4));
         assert_eq!(index.index_of_statement(&id(3)).expect("a lookup"), Some(3));
         assert_eq!(index.index_of_leaf(&[1; 32]).expect("a lookup"), Some(1));
+    }
+
+    #[test]
+    fn batches_written_as_one_group_read_as_if_written_one_by_one() {
+        let dirs = [(); 2].map(|()| tempfile::tempdir().expect("a temporary directory"));
+        let [grouped, single] =
+            [0, 1].map(|i| Index::open(&dirs[i].path().join("index")).expect("the index opens"));
+        let make = |range: std::ops::Range<u64>, lot: &str| {
+            let (mut writes, leaves) = batch(range.clone());
+            writes.insert(vec![b'L', 200], lot.as_bytes().to_vec());
+            Arc::new(PendingBatch {
+                writes,
+                leaves,
+                applied: range.end,
+            })
+        };
+        let group = [
+            make(0..3, "first"),
+            make(3..6, "second"),
+            make(6..7, "third"),
+        ];
+        apply_group(&grouped.stores, &group).expect("written as one");
+        for b in &group {
+            single
+                .stores
+                .apply(&b.writes, &b.leaves, b.applied)
+                .expect("written alone");
+        }
+        for index in [&grouped, &single] {
+            assert_eq!(index.applied().expect("the mark"), 7);
+            assert_eq!(index.hashes_applied(), (7, 7));
+            assert_eq!(index.stores.state.applied(), 7);
+            assert_eq!(
+                StateRead::get(index, &[b'L', 200]).expect("a read"),
+                Some(b"third".to_vec())
+            );
+            assert_eq!(
+                index.list(&[prefix::BY_PARTICIPANT, 7]).expect("a list"),
+                (0..7).collect::<Vec<u64>>()
+            );
+            assert_eq!(index.index_of_statement(&id(5)).expect("a lookup"), Some(5));
+        }
+    }
+
+    #[test]
+    fn sled_and_the_state_store_reopen_together_or_are_rebuilt_together() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("index");
+        {
+            let index = Index::open(&path).expect("the index opens");
+            let (writes, leaves) = batch(0..5);
+            index.apply_later(writes, leaves, 5).expect("handed over");
+            index.flush().expect("flushed");
+        }
+        {
+            let index = reopen(&path);
+            assert_eq!(index.applied().expect("the mark"), 5);
+            assert_eq!(
+                StateRead::get(&index, &[b'L', 3]).expect("a read"),
+                Some(b"lot 3".to_vec())
+            );
+            assert_eq!(
+                index.list(&[prefix::BY_PARTICIPANT, 7]).expect("a list"),
+                vec![0, 1, 2, 3, 4]
+            );
+        }
+        // The state store's write-ahead log lost: it cannot follow sled's mark, so the whole
+        // ledger state starts again from 0 (the node then replays the log).
+        std::fs::write(beside(&path, "-state").join("state.wal"), b"").expect("emptied");
+        let index = reopen(&path);
+        assert_eq!(index.applied().expect("the mark"), 0);
+        assert_eq!(StateRead::get(&index, &[b'L', 3]).expect("a read"), None);
+        assert_eq!(
+            index.list(&[prefix::BY_PARTICIPANT, 7]).expect("a list"),
+            Vec::<u64>::new()
+        );
     }
 
     #[test]

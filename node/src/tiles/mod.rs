@@ -3,12 +3,13 @@
 //! "Storage".
 //!
 //! # Contract
-//! - [`TileWriter::append`] returns only once every new tile and entry bundle is durable
-//!   (file data fdatasync'ed, new directory entries fsync'ed); [`TileWriter::commit`] then
-//!   makes the signed checkpoint durable (write, fdatasync, rename, fsync the directory) and
-//!   only then publishes the new tree to readers. An error from either is fatal to the writer:
-//!   the caller must stop sequencing and reopen, since the disk may be ahead of the
-//!   checkpoint.
+//! - [`TileWriter::append`] writes every new tile and entry bundle (not yet synced) and
+//!   returns the new root; [`TileWriter::commit`] (or [`TileWriter::make_durable`]) then
+//!   writes the signed checkpoint to a temporary file, syncs it with every file and directory
+//!   the appends wrote, all at once (file data fdatasync'ed, new directory entries fsync'ed),
+//!   renames it into place and fsyncs its directory; only then are readers shown the new
+//!   tree. An error from either is fatal to the writer: the caller must stop sequencing and
+//!   reopen, since the disk may be ahead of the checkpoint.
 //! - The checkpoint file is the commit point. At [`TileStore::open`] everything beyond the
 //!   checkpoint's size is deleted, the edge tiles are read, and the root they give must equal
 //!   the signed root, so a torn write can never become part of the tree.
@@ -104,6 +105,8 @@ pub struct TileWriter {
     /// Edge widths as last published: a partial tile is rewritten only when its width changed.
     published_widths: Vec<usize>,
     published_size: u64,
+    /// Written by `append`, synced by `make_durable` together with the checkpoint.
+    unsynced: Unsynced,
 }
 
 /// Hashes at `level` (tree level `8 * level`) in a tree of `size` leaves.
@@ -231,6 +234,7 @@ impl TileStore {
             edge,
             bundle: snapshot.bundle.clone(),
             published_size: size,
+            unsynced: Unsynced::default(),
         };
         Ok((store, writer, signed))
     }
@@ -507,7 +511,7 @@ impl TileWriter {
                 ));
             }
         }
-        pending.write_durably(&dir)?;
+        pending.write(&dir, &mut self.unsynced)?;
         let snapshot = Snapshot {
             size: self.size,
             root: merkle::empty_root(),
@@ -548,14 +552,38 @@ impl TileWriter {
         Ok(self.publish(checkpoint, root))
     }
 
-    /// The first half of [`TileWriter::commit`]: makes `checkpoint` durable (write, fdatasync,
-    /// rename, fsync the directory). From here the entries are in the log, though readers do
-    /// not see them until [`TileWriter::publish`]: whatever must be ready when they do (the
-    /// index) goes in between.
+    /// The first half of [`TileWriter::commit`]: makes the appended tiles and `checkpoint`
+    /// durable in two rounds of syncs. First the checkpoint is written to `checkpoint.tmp`,
+    /// and every file written since the last commit, that file and every directory that
+    /// gained an entry are synced at once (one thread each: the file system's journal
+    /// commits concurrent syncs together); then the checkpoint is renamed into place and its
+    /// directory synced. From here the entries are in the log, though readers do not see
+    /// them until [`TileWriter::publish`]: whatever must be ready when they do (the index)
+    /// goes in between.
     pub fn make_durable(&mut self, checkpoint: &str) -> Result<(), StoreError> {
         let dir = self.store.dir.clone();
         let tmp = dir.join("checkpoint.tmp");
-        write_file_durably(&tmp, checkpoint.as_bytes())?;
+        let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        file.write_all(checkpoint.as_bytes())
+            .map_err(io_err(&tmp))?;
+        let unsynced = std::mem::take(&mut self.unsynced);
+        let dirs: Vec<(PathBuf, fs::File)> = unsynced
+            .dirs
+            .into_iter()
+            .map(|d| match fs::File::open(&d) {
+                Ok(f) => Ok((d, f)),
+                Err(e) => Err(io_err(&d)(e)),
+            })
+            .collect::<Result<_, _>>()?;
+        let mut syncs: Vec<(&Path, &fs::File, SyncFn)> = Vec::new();
+        syncs.push((&tmp, &file, fs::File::sync_data));
+        for (path, f) in &unsynced.files {
+            syncs.push((path, f, fs::File::sync_data));
+        }
+        for (path, d) in &dirs {
+            syncs.push((path, d, fs::File::sync_all));
+        }
+        sync_concurrently(&syncs)?;
         let target = dir.join(CHECKPOINT_FILE);
         fs::rename(&tmp, &target).map_err(io_err(&target))?;
         sync_dir(&dir)
@@ -608,57 +636,48 @@ struct PendingWrites {
     files: Vec<(PathBuf, Vec<u8>)>,
 }
 
+/// Files written and not yet synced, and the directories that gained an entry.
+#[derive(Default)]
+struct Unsynced {
+    files: Vec<(PathBuf, fs::File)>,
+    dirs: BTreeSet<PathBuf>,
+}
+
+type SyncFn = fn(&fs::File) -> std::io::Result<()>;
+
 impl PendingWrites {
-    /// Writes every file with fdatasync, then fsyncs each directory that gained an entry, so
-    /// the files survive a power cut and not just a process crash.
-    ///
-    /// The files are written first and then synced all at once, one thread each, and so are
-    /// the directories: the file system's journal commits concurrent syncs together, so a
-    /// group commit waits about as long as for one sync rather than for one per file.
-    fn write_durably(self, root: &Path) -> Result<(), StoreError> {
-        let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
-        let mut written: Vec<(&Path, fs::File)> = Vec::with_capacity(self.files.len());
-        for (path, bytes) in &self.files {
+    /// Creates and writes every file (and missing directories), without syncing: the
+    /// commit syncs them with its checkpoint ([`TileWriter::make_durable`]).
+    fn write(self, root: &Path, unsynced: &mut Unsynced) -> Result<(), StoreError> {
+        for (path, bytes) in self.files {
             let Some(parent) = path.parent() else {
                 continue;
             };
-            create_dirs(parent, root, &mut dirs)?;
-            let mut file = fs::File::create(path).map_err(io_err(path))?;
-            file.write_all(bytes).map_err(io_err(path))?;
-            written.push((path.as_path(), file));
-            dirs.insert(parent.to_owned());
+            create_dirs(parent, root, &mut unsynced.dirs)?;
+            let mut file = fs::File::create(&path).map_err(io_err(&path))?;
+            file.write_all(&bytes).map_err(io_err(&path))?;
+            unsynced.dirs.insert(parent.to_owned());
+            unsynced.files.push((path, file));
         }
-        sync_concurrently(&written, fs::File::sync_data)?;
-        let opened: Vec<(&Path, fs::File)> = dirs
-            .iter()
-            .map(|d| {
-                fs::File::open(d)
-                    .map(|f| (d.as_path(), f))
-                    .map_err(io_err(d))
-            })
-            .collect::<Result<_, _>>()?;
-        sync_concurrently(&opened, fs::File::sync_all)
+        Ok(())
     }
 }
 
-/// Applies `sync` to every file at once, one thread each (the first on this thread; inline
-/// if a thread cannot be started), and reports the first failure.
-fn sync_concurrently(
-    files: &[(&Path, fs::File)],
-    sync: fn(&fs::File) -> std::io::Result<()>,
-) -> Result<(), StoreError> {
+/// Applies each file's sync at once, one thread each (the first on this thread; inline if a
+/// thread cannot be started), and reports the first failure.
+fn sync_concurrently(files: &[(&Path, &fs::File, SyncFn)]) -> Result<(), StoreError> {
     std::thread::scope(|scope| {
         let mut rest = files.iter();
         let first = rest.next();
         let mut outcomes: Vec<(&Path, std::io::Result<()>)> = Vec::new();
         let mut running = Vec::new();
-        for (path, file) in rest {
+        for &(path, file, sync) in rest {
             match std::thread::Builder::new().spawn_scoped(scope, move || sync(file)) {
-                Ok(handle) => running.push((*path, handle)),
+                Ok(handle) => running.push((path, handle)),
                 Err(_) => outcomes.push((path, sync(file))),
             }
         }
-        if let Some((path, file)) = first {
+        if let Some(&(path, file, sync)) = first {
             outcomes.push((path, sync(file)));
         }
         for (path, handle) in running {
@@ -690,12 +709,6 @@ fn create_dirs(dir: &Path, root: &Path, dirs: &mut BTreeSet<PathBuf>) -> Result<
         }
     }
     Ok(())
-}
-
-fn write_file_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let mut file = fs::File::create(path).map_err(io_err(path))?;
-    file.write_all(bytes).map_err(io_err(path))?;
-    file.sync_data().map_err(io_err(path))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
