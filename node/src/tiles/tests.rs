@@ -210,3 +210,51 @@ fn a_checkpoint_by_another_key_is_refused() {
         Err(StoreError::Checkpoint(_))
     ));
 }
+
+/// Files of superseded partial tiles become spares and are reused for new tiles (no new
+/// inode); the tree is the same, a crash while spares are in use loses only what was not
+/// committed, and whatever else sits in the spare directory is cleared at open.
+#[test]
+fn spare_files_are_reused_without_changing_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let spares = |dir: &Path| fs::read_dir(dir.join(SPARE_DIR)).unwrap().count();
+    let signer = signer();
+    let mut reference = MemoryTree::new();
+    {
+        let (store, mut writer, _) = open(dir.path());
+        // One entry per commit: a partial tile per width, until the first tile fills.
+        for i in 0..256 {
+            reference.push_leaf_hash(leaf_hash(&leaf(i)));
+            commit(&mut writer, &signer, &[leaf(i)]);
+        }
+        let kept = spares(dir.path());
+        assert!(kept >= 255, "the first tile's partials are spares: {kept}");
+        for i in 256..300 {
+            reference.push_leaf_hash(leaf_hash(&leaf(i)));
+            commit(&mut writer, &signer, &[leaf(i)]);
+        }
+        assert!(spares(dir.path()) < kept, "new partial tiles took spares");
+        assert_eq!(store.snapshot().root, reference.root());
+        for i in [0, 255, 256, 299] {
+            assert_eq!(store.leaf(&store.snapshot(), i).unwrap(), leaf(i));
+        }
+        // Written from spares, never committed: the process dies.
+        let batch: Vec<Bytes> = (300..700)
+            .map(|i| Bytes::from(format!("lost {i}")))
+            .collect();
+        writer.append(&batch).unwrap();
+    }
+    fs::create_dir(dir.path().join(SPARE_DIR).join("a-directory")).unwrap();
+    fs::write(dir.path().join(SPARE_DIR).join("not-a-number"), b"x").unwrap();
+    let (store, mut writer, checkpoint) = open(dir.path());
+    assert_eq!(checkpoint.unwrap().checkpoint.size, 300);
+    assert!(!dir.path().join(SPARE_DIR).join("a-directory").exists());
+    assert!(!dir.path().join(SPARE_DIR).join("not-a-number").exists());
+    assert_eq!(store.snapshot().root, reference.root());
+    fill(&mut writer, &mut reference, 1_000);
+    assert_eq!(store.snapshot().root, reference.root());
+    assert_eq!(store.leaf(&store.snapshot(), 650).unwrap(), leaf(650));
+    // Every committed partial width of the edge tile still reads back whole.
+    let (_store, _writer, checkpoint) = open(dir.path());
+    assert_eq!(checkpoint.unwrap().checkpoint.size, 1_000);
+}
