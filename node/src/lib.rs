@@ -23,6 +23,7 @@ pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod provenance;
+mod runfiles;
 pub mod sequencer;
 pub mod server;
 pub mod statestore;

@@ -74,8 +74,12 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
+
+use crate::runfiles::{
+    self, choose_chain, list_run_files, lock, read, remove_if_exists, write, FileKind, Span,
+};
 
 #[cfg(test)]
 mod tests;
@@ -1278,50 +1282,11 @@ impl<'a> RecordReader<'a> {
 // ----- opening: file names, validation, the chain -----
 
 fn run_file_name(from: u64, to: u64) -> String {
-    format!("{NAME}-{from:020}-{to:020}.run")
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FileKind {
-    Run { from: u64, to: u64 },
-    Tmp,
-}
-
-fn parse_file_name(file: &str) -> Option<FileKind> {
-    let rest = file.strip_prefix(NAME)?.strip_prefix('-')?;
-    let range = rest.get(..41)?;
-    let suffix = rest.get(41..)?;
-    let from = parse_digits(range.get(..20)?)?;
-    let to = parse_digits(range.get(21..)?)?;
-    if range.get(20..21)? != "-" {
-        return None;
-    }
-    if suffix == ".run" {
-        return Some(FileKind::Run { from, to });
-    }
-    let seq = suffix.strip_prefix(".run.")?.strip_suffix(".tmp")?;
-    (!seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit())).then_some(FileKind::Tmp)
-}
-
-fn parse_digits(text: &str) -> Option<u64> {
-    if text.len() != 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
+    runfiles::run_file_name(NAME, from, to)
 }
 
 fn own_files(dir: &Path) -> Result<Vec<(PathBuf, FileKind)>, StateStoreError> {
-    let entries = fs::read_dir(dir).map_err(io_error(dir, "listing the directory"))?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_error(dir, "listing the directory"))?;
-        let file_name = entry.file_name();
-        let Some(kind) = file_name.to_str().and_then(parse_file_name) else {
-            continue;
-        };
-        files.push((entry.path(), kind));
-    }
-    Ok(files)
+    list_run_files(dir, NAME).map_err(io_error(dir, "listing the directory"))
 }
 
 fn load_chain(dir: &Path) -> Result<Vec<Arc<Run>>, StateStoreError> {
@@ -1356,32 +1321,13 @@ fn load_chain(dir: &Path) -> Result<Vec<Arc<Run>>, StateStoreError> {
     Ok(chain.into_iter().map(Arc::new).collect())
 }
 
-fn choose_chain(runs: Vec<Run>) -> (Vec<Run>, Vec<Run>) {
-    let mut best: BTreeMap<u64, Run> = BTreeMap::new();
-    let mut rest = Vec::new();
-    for run in runs {
-        match best.remove(&run.from) {
-            Some(other) if other.to >= run.to => {
-                rest.push(run);
-                best.insert(other.from, other);
-            }
-            Some(other) => {
-                rest.push(other);
-                best.insert(run.from, run);
-            }
-            None => {
-                best.insert(run.from, run);
-            }
-        }
+impl Span for Run {
+    fn from(&self) -> u64 {
+        self.from
     }
-    let mut chain = Vec::new();
-    let mut at = 0;
-    while let Some(run) = best.remove(&at) {
-        at = run.to;
-        chain.push(run);
+    fn to(&self) -> u64 {
+        self.to
     }
-    rest.extend(best.into_values());
-    (chain, rest)
 }
 
 enum LoadError {
@@ -1505,27 +1451,8 @@ fn io_error(path: &Path, what: &'static str) -> impl FnOnce(io::Error) -> StateS
     move |source| StateStoreError::Io { path, what, source }
 }
 
-fn remove_if_exists(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
 fn remove_quietly(path: &Path) {
     if let Err(e) = remove_if_exists(path) {
         tracing::debug!(path = %path.display(), error = %e, "ledger state store: cleanup failed");
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
 }

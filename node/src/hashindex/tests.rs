@@ -2,6 +2,7 @@
 //! corrupted and leftover files, concurrency.
 
 use super::*;
+use crate::runfiles::parse_file_name;
 use std::time::Instant;
 
 const NAME: &str = "stmt";

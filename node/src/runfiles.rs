@@ -1,0 +1,116 @@
+//! What the two run stores ([`crate::hashindex`], [`crate::statestore`]) share: how run files
+//! are named and recognized, how the chain of runs from entry 0 is chosen among the valid
+//! ones, and small file and lock helpers.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// `{name}-{from:020}-{to:020}.run`: the run covering log entries `[from, to)`.
+pub(crate) fn run_file_name(name: &str, from: u64, to: u64) -> String {
+    format!("{name}-{from:020}-{to:020}.run")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    Run { from: u64, to: u64 },
+    Tmp,
+}
+
+/// Recognizes a store's files: `{name}-{from:020}-{to:020}.run` and
+/// `{name}-{from:020}-{to:020}.run.{seq}.tmp`.
+pub(crate) fn parse_file_name(file: &str, name: &str) -> Option<FileKind> {
+    let rest = file.strip_prefix(name)?.strip_prefix('-')?;
+    let range = rest.get(..41)?;
+    let suffix = rest.get(41..)?;
+    let from = parse_digits(range.get(..20)?)?;
+    let to = parse_digits(range.get(21..)?)?;
+    if range.get(20..21)? != "-" {
+        return None;
+    }
+    if suffix == ".run" {
+        return Some(FileKind::Run { from, to });
+    }
+    let seq = suffix.strip_prefix(".run.")?.strip_suffix(".tmp")?;
+    (!seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit())).then_some(FileKind::Tmp)
+}
+
+fn parse_digits(text: &str) -> Option<u64> {
+    if text.len() != 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// The files of the store `name` in `dir`.
+pub(crate) fn list_run_files(dir: &Path, name: &str) -> io::Result<Vec<(PathBuf, FileKind)>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let file_name = entry.file_name();
+        if let Some(kind) = file_name.to_str().and_then(|f| parse_file_name(f, name)) {
+            files.push((entry.path(), kind));
+        }
+    }
+    Ok(files)
+}
+
+/// A run's range of log entries, `[from, to)` with `from < to` (checked when loaded).
+pub(crate) trait Span {
+    fn from(&self) -> u64;
+    fn to(&self) -> u64;
+}
+
+/// Splits valid runs into the chain from 0 (at each position the run reaching furthest) and
+/// the rest (merge sources left by a crash, runs beyond a gap).
+pub(crate) fn choose_chain<R: Span>(runs: Vec<R>) -> (Vec<R>, Vec<R>) {
+    let mut best: BTreeMap<u64, R> = BTreeMap::new();
+    let mut rest = Vec::new();
+    for run in runs {
+        match best.remove(&run.from()) {
+            Some(other) if other.to() >= run.to() => {
+                rest.push(run);
+                best.insert(other.from(), other);
+            }
+            Some(other) => {
+                rest.push(other);
+                best.insert(run.from(), run);
+            }
+            None => {
+                best.insert(run.from(), run);
+            }
+        }
+    }
+    let mut chain = Vec::new();
+    let mut at = 0;
+    while let Some(run) = best.remove(&at) {
+        // Validation guarantees from < to, so this advances.
+        at = run.to();
+        chain.push(run);
+    }
+    rest.extend(best.into_values());
+    (chain, rest)
+}
+
+pub(crate) fn remove_if_exists(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Locks that a panic elsewhere does not poison for good: the state behind them is only
+/// swapped whole, never left half-changed.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
