@@ -75,13 +75,13 @@ use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use crate::runfiles::{
     choose_chain, list_run_files, lock, read, remove_if_exists, run_file_name, write, FileKind,
-    Span,
+    MergeControl, Span,
 };
 
 #[cfg(test)]
@@ -242,10 +242,9 @@ struct Shared {
     /// and at most one memtable is being written at a time.
     writer: Mutex<()>,
     state: RwLock<State>,
-    merge: Mutex<MergeFlags>,
-    merge_cv: Condvar,
-    /// Set when the last handle is dropped: the merge thread exits, a merge is abandoned.
-    closing: AtomicBool,
+    /// The merge thread's signals; closing when the last handle is dropped (a merge in
+    /// progress is then abandoned).
+    merges: MergeControl,
     /// Bumped by `clear` (under the state lock): a merge started before is abandoned.
     generation: AtomicU64,
     /// Makes temporary file names unique, so an abandoned merge never shares one with a flush.
@@ -263,12 +262,6 @@ struct State {
     /// End of the last run: the memtable covers `[run_end, applied)`.
     run_end: u64,
     applied: u64,
-}
-
-#[derive(Default)]
-struct MergeFlags {
-    pending: bool,
-    running: bool,
 }
 
 impl Shared {
@@ -294,9 +287,7 @@ impl Shared {
                 applied: end,
             }),
             hasher,
-            merge: Mutex::new(MergeFlags::default()),
-            merge_cv: Condvar::new(),
-            closing: AtomicBool::new(false),
+            merges: MergeControl::default(),
             generation: AtomicU64::new(0),
             tmp_seq: AtomicU64::new(0),
         })
@@ -479,54 +470,25 @@ impl Shared {
     // ----- merging -----
 
     fn request_merge(&self) {
-        lock(&self.merge).pending = true;
-        self.merge_cv.notify_all();
+        self.merges.request();
     }
 
     fn close(&self) {
-        let _flags = lock(&self.merge);
-        self.closing.store(true, Ordering::Release);
-        self.merge_cv.notify_all();
+        self.merges.close();
     }
 
     fn wait_for_merges(&self) {
-        let mut flags = lock(&self.merge);
-        while (flags.pending || flags.running) && !self.closing.load(Ordering::Acquire) {
-            flags = self
-                .merge_cv
-                .wait(flags)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+        self.merges.wait_idle();
     }
 
     /// The merge thread: sleeps until a flush (or open) asks, merges while the size rule
     /// says so, and exits when the last handle is dropped.
     fn merge_loop(&self) {
-        loop {
-            {
-                let mut flags = lock(&self.merge);
-                while !flags.pending && !self.closing.load(Ordering::Acquire) {
-                    flags = self
-                        .merge_cv
-                        .wait(flags)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
-                if self.closing.load(Ordering::Acquire) {
-                    flags.pending = false;
-                    self.merge_cv.notify_all();
-                    return;
-                }
-                flags.pending = false;
-                flags.running = true;
-            }
-            self.merge_while_needed();
-            lock(&self.merge).running = false;
-            self.merge_cv.notify_all();
-        }
+        self.merges.run("hash index", || self.merge_while_needed());
     }
 
     fn merge_while_needed(&self) {
-        while !self.closing.load(Ordering::Acquire) {
+        while !self.merges.closing() {
             let Some((older, newer, generation)) = self.merge_candidates() else {
                 return;
             };
@@ -625,8 +587,7 @@ impl Shared {
     }
 
     fn merge_cancelled(&self, generation: u64) -> bool {
-        self.closing.load(Ordering::Acquire)
-            || self.generation.load(Ordering::Acquire) != generation
+        self.merges.closing() || self.generation.load(Ordering::Acquire) != generation
     }
 
     /// Streams the two-way merge into `tmp`; `None` if abandoned midway.

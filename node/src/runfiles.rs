@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{
+    Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 
 /// `{name}-{from:020}-{to:020}.run`: the run covering log entries `[from, to)`.
 pub(crate) fn run_file_name(name: &str, from: u64, to: u64) -> String {
@@ -113,4 +116,72 @@ pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 
 pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a store and its merge thread signal each other: merges asked for, one running, the
+/// store closing (its last handle dropped).
+#[derive(Default)]
+pub(crate) struct MergeControl {
+    flags: Mutex<MergeFlags>,
+    cv: Condvar,
+    closing: AtomicBool,
+}
+
+#[derive(Default)]
+struct MergeFlags {
+    pending: bool,
+    running: bool,
+}
+
+impl MergeControl {
+    /// Asks the merge thread to look for merges.
+    pub(crate) fn request(&self) {
+        lock(&self.flags).pending = true;
+        self.cv.notify_all();
+    }
+
+    /// Tells the merge thread to exit (a merge in progress is abandoned).
+    pub(crate) fn close(&self) {
+        let _flags = lock(&self.flags);
+        self.closing.store(true, Ordering::Release);
+        self.cv.notify_all();
+    }
+
+    pub(crate) fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// Waits until no merge is running or asked for (tests and benchmarks).
+    pub(crate) fn wait_idle(&self) {
+        let mut flags = lock(&self.flags);
+        while (flags.pending || flags.running) && !self.closing() {
+            flags = self.cv.wait(flags).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// The merge thread's loop: sleeps until asked, calls `merge`, and returns once closed.
+    /// A panic in `merge` is reported as `store`'s and never leaves a merge marked running
+    /// (waiters would wait for ever).
+    pub(crate) fn run(&self, store: &str, merge: impl Fn()) {
+        loop {
+            {
+                let mut flags = lock(&self.flags);
+                while !flags.pending && !self.closing() {
+                    flags = self.cv.wait(flags).unwrap_or_else(PoisonError::into_inner);
+                }
+                if self.closing() {
+                    flags.pending = false;
+                    self.cv.notify_all();
+                    return;
+                }
+                flags.pending = false;
+                flags.running = true;
+            }
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(&merge)).is_err() {
+                tracing::error!(store, "a merge panicked; its sources stay in place");
+            }
+            lock(&self.flags).running = false;
+            self.cv.notify_all();
+        }
+    }
 }

@@ -73,12 +73,13 @@ use std::hash::Hasher;
 use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use crate::runfiles::{
-    self, choose_chain, list_run_files, lock, read, remove_if_exists, write, FileKind, Span,
+    self, choose_chain, list_run_files, lock, read, remove_if_exists, write, FileKind,
+    MergeControl, Span,
 };
 
 #[cfg(test)]
@@ -243,9 +244,9 @@ struct Shared {
     /// The write-ahead log; its lock serializes the writers (apply, flush, clear).
     wal: Mutex<Wal>,
     state: RwLock<State>,
-    merge: Mutex<MergeFlags>,
-    merge_cv: Condvar,
-    closing: AtomicBool,
+    /// The merge thread's signals; closing when the last handle is dropped (a merge in
+    /// progress is then abandoned).
+    merges: MergeControl,
     /// Bumped by `clear`: a merge started before is abandoned.
     generation: AtomicU64,
     tmp_seq: AtomicU64,
@@ -266,12 +267,6 @@ struct State {
     runs: Arc<Vec<Arc<Run>>>,
     run_end: u64,
     applied: u64,
-}
-
-#[derive(Default)]
-struct MergeFlags {
-    pending: bool,
-    running: bool,
 }
 
 impl Shared {
@@ -326,9 +321,7 @@ impl Shared {
                 run_end,
                 applied,
             }),
-            merge: Mutex::new(MergeFlags::default()),
-            merge_cv: Condvar::new(),
-            closing: AtomicBool::new(false),
+            merges: MergeControl::default(),
             generation: AtomicU64::new(0),
             tmp_seq: AtomicU64::new(0),
         })
@@ -538,58 +531,26 @@ impl Shared {
     // ----- merging -----
 
     fn request_merge(&self) {
-        lock(&self.merge).pending = true;
-        self.merge_cv.notify_all();
+        self.merges.request();
     }
 
     fn close(&self) {
-        let _flags = lock(&self.merge);
-        self.closing.store(true, Ordering::Release);
-        self.merge_cv.notify_all();
+        self.merges.close();
     }
 
     fn wait_for_merges(&self) {
-        let mut flags = lock(&self.merge);
-        while (flags.pending || flags.running) && !self.closing.load(Ordering::Acquire) {
-            flags = self
-                .merge_cv
-                .wait(flags)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+        self.merges.wait_idle();
     }
 
+    /// The merge thread: sleeps until a flush (or open) asks, merges while the size rule
+    /// says so, and exits when the last handle is dropped.
     fn merge_loop(&self) {
-        loop {
-            {
-                let mut flags = lock(&self.merge);
-                while !flags.pending && !self.closing.load(Ordering::Acquire) {
-                    flags = self
-                        .merge_cv
-                        .wait(flags)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
-                if self.closing.load(Ordering::Acquire) {
-                    flags.pending = false;
-                    self.merge_cv.notify_all();
-                    return;
-                }
-                flags.pending = false;
-                flags.running = true;
-            }
-            // A panic in a merge must not leave `running` set: waiters would wait for ever.
-            let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.merge_while_needed()
-            }));
-            if merged.is_err() {
-                tracing::error!("ledger state store: a merge panicked; its sources stay in place");
-            }
-            lock(&self.merge).running = false;
-            self.merge_cv.notify_all();
-        }
+        self.merges
+            .run("ledger state store", || self.merge_while_needed());
     }
 
     fn merge_while_needed(&self) {
-        while !self.closing.load(Ordering::Acquire) {
+        while !self.merges.closing() {
             let Some((older, newer, generation)) = self.merge_candidates() else {
                 return;
             };
@@ -671,8 +632,7 @@ impl Shared {
     }
 
     fn merge_cancelled(&self, generation: u64) -> bool {
-        self.closing.load(Ordering::Acquire)
-            || self.generation.load(Ordering::Acquire) != generation
+        self.merges.closing() || self.generation.load(Ordering::Acquire) != generation
     }
 
     /// Streams the two-way merge into `tmp` (the newer value wins); `None` if abandoned.

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::runfiles::parse_file_name;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 const NAME: &str = "stmt";

@@ -4,6 +4,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicUsize;
 
 /// Memtable bytes never reached: runs are written only when a test flushes.
