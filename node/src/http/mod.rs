@@ -141,11 +141,23 @@ async fn tile(State(s): State<Arc<HttpState>>, Path(path): Path<String>) -> Resp
         )
             .into_response();
     }
-    let file = s.store.dir().join("tile").join(&path);
-    match tokio::fs::read(&file).await {
+    // A partial tile is built from the published tree: its file on disk may be reused for
+    // another tile as soon as it is superseded. A full tile never changes.
+    let read = if width < crate::tiles::tree::TILE_WIDTH {
+        let store = s.store.clone();
+        tokio::task::spawn_blocking(move || store.partial_tile(kind, n, width))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|built| built.map_err(|e| e.to_string()))
+            .and_then(|built| built.ok_or_else(|| "not published".to_owned()))
+    } else {
+        let file = s.store.dir().join("tile").join(&path);
+        tokio::fs::read(&file).await.map_err(|e| e.to_string())
+    };
+    match read {
         Ok(bytes) => {
             s.metrics.http("tile", 200);
-            let immutable = !path.contains(".p/");
+            let immutable = width >= crate::tiles::tree::TILE_WIDTH;
             let cache = if immutable {
                 "public, max-age=31536000, immutable"
             } else {
@@ -164,7 +176,7 @@ async fn tile(State(s): State<Arc<HttpState>>, Path(path): Path<String>) -> Resp
             s.metrics.http("tile", 404);
             (
                 StatusCode::NOT_FOUND,
-                "no such tile (a partial tile may have been replaced by a wider or full one)\n",
+                "no such tile, or it failed its check on disk\n",
             )
                 .into_response()
         }

@@ -364,6 +364,37 @@ impl TileStore {
         })
     }
 
+    /// The bytes of the partial tile `kind`/`n` of `width` in the published tree, or `None`
+    /// if the tree does not cover it. Built from the published edge in memory, or from the
+    /// full tile it has become (checked as every tile read is), never read from a
+    /// partial-tile file: those are reused for other tiles once superseded (10.3).
+    pub fn partial_tile(
+        &self,
+        kind: TileKind,
+        n: u64,
+        width: usize,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if width == 0 || width >= TILE_WIDTH || !self.is_published(kind, n, width) {
+            return Ok(None);
+        }
+        let snapshot = self.snapshot();
+        match kind {
+            TileKind::Entries => {
+                let leaves = self.bundle(&snapshot, n)?;
+                Ok(leaves.get(..width).map(encode_bundle))
+            }
+            TileKind::Hashes(level) => {
+                let view = self.view(&snapshot);
+                let first = n.saturating_mul(TILE_WIDTH as u64);
+                let mut out = Vec::with_capacity(width * 32);
+                for i in 0..width as u64 {
+                    out.extend_from_slice(&view.subtree(8 * level, first + i)?);
+                }
+                Ok(Some(out))
+            }
+        }
+    }
+
     /// The leaves of entry bundle `n` as far as `snapshot` has them.
     pub fn bundle(&self, snapshot: &Snapshot, n: u64) -> Result<Arc<Vec<Bytes>>, StoreError> {
         let edge_n = snapshot.size / TILE_WIDTH as u64;

@@ -258,3 +258,40 @@ fn spare_files_are_reused_without_changing_the_tree() {
     let (_store, _writer, checkpoint) = open(dir.path());
     assert_eq!(checkpoint.unwrap().checkpoint.size, 1_000);
 }
+
+/// Partial tiles are served from the published tree, whatever became of their files: older
+/// widths of a tile now full (their files reused as spares), and the edge itself.
+#[test]
+fn partial_tiles_come_from_the_published_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut writer, _) = open(dir.path());
+    let signer = signer();
+    let mut reference = MemoryTree::new();
+    for i in 0..600 {
+        reference.push_leaf_hash(leaf_hash(&leaf(i)));
+        commit(&mut writer, &signer, &[leaf(i)]);
+    }
+    let hashes = |from: u64, width: u64| -> Vec<u8> {
+        (from..from + width)
+            .flat_map(|i| leaf_hash(&leaf(i)))
+            .collect()
+    };
+    let leaves = |from: u64, width: u64| -> Vec<u8> {
+        encode_bundle(&(from..from + width).map(leaf).collect::<Vec<_>>())
+    };
+    let tile = |kind, n, width| store.partial_tile(kind, n, width).unwrap();
+    // Tile 0 is full; its 17-wide partial file was moved to the spares long ago.
+    assert_eq!(tile(TileKind::Hashes(0), 0, 17), Some(hashes(0, 17)));
+    assert_eq!(tile(TileKind::Entries, 0, 5), Some(leaves(0, 5)));
+    // The edge tile (entries 512..600).
+    assert_eq!(tile(TileKind::Hashes(0), 2, 88), Some(hashes(512, 88)));
+    assert_eq!(tile(TileKind::Entries, 2, 40), Some(leaves(512, 40)));
+    // Level 1: two full level-0 tiles so far.
+    let level1 = tile(TileKind::Hashes(1), 0, 2).unwrap();
+    assert_eq!(level1.len(), 64);
+    // Beyond the published tree, or not a partial width.
+    assert_eq!(tile(TileKind::Hashes(0), 2, 89), None);
+    assert_eq!(tile(TileKind::Hashes(1), 0, 3), None);
+    assert_eq!(tile(TileKind::Hashes(0), 0, 0), None);
+    assert_eq!(tile(TileKind::Hashes(0), 0, 256), None);
+}
