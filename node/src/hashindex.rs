@@ -80,8 +80,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use crate::runfiles::{
-    choose_chain, list_run_files, lock, read, remove_if_exists, run_file_name, write, FileKind,
-    MergeControl, Span,
+    choose_chain, list_run_files, lock, pair_to_merge, read, remove_if_exists, run_file_name,
+    with_pair_merged, write, FileKind, MergeControl, Span,
 };
 
 #[cfg(test)]
@@ -514,14 +514,8 @@ impl Shared {
     fn merge_candidates(&self) -> Option<(Arc<Run>, Arc<Run>, u64)> {
         let state = read(&self.state);
         let generation = self.generation.load(Ordering::Acquire);
-        let pair = state.runs.windows(2).rev().find(|pair| match pair {
-            [older, newer] => older.count <= newer.count.saturating_mul(2),
-            _ => false,
-        })?;
-        match pair {
-            [older, newer] => Some((Arc::clone(older), Arc::clone(newer), generation)),
-            _ => None,
-        }
+        let (older, newer) = pair_to_merge(&state.runs)?;
+        Some((older, newer, generation))
     }
 
     /// Merges two adjacent runs into one; `Ok(false)` if abandoned (closing, or cleared).
@@ -654,22 +648,11 @@ impl Shared {
         if self.generation.load(Ordering::Acquire) != generation {
             return Ok(false);
         }
-        let Some(at) = state.runs.iter().position(|run| Arc::ptr_eq(run, older)) else {
+        let merged = Arc::new(Run::new(path.clone(), from, to, built));
+        let Some(runs) = with_pair_merged(&state.runs, older, newer, merged) else {
             return Ok(false);
         };
-        if !state
-            .runs
-            .get(at + 1)
-            .is_some_and(|run| Arc::ptr_eq(run, newer))
-        {
-            return Ok(false);
-        }
         fs::rename(tmp, &path).map_err(io_error(&path, "renaming a merged run into place"))?;
-        let merged = Arc::new(Run::new(path, from, to, built));
-        let mut runs = Vec::with_capacity(state.runs.len().saturating_sub(1));
-        runs.extend(state.runs.iter().take(at).cloned());
-        runs.push(merged);
-        runs.extend(state.runs.iter().skip(at + 2).cloned());
         state.runs = Arc::new(runs);
         Ok(true)
     }
@@ -1104,6 +1087,9 @@ impl Span for Run {
     }
     fn to(&self) -> u64 {
         self.to
+    }
+    fn records(&self) -> u64 {
+        self.count
     }
 }
 

@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{
-    Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+    Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
 
 /// `{name}-{from:020}-{to:020}.run`: the run covering log entries `[from, to)`.
@@ -64,6 +64,8 @@ pub(crate) fn list_run_files(dir: &Path, name: &str) -> io::Result<Vec<(PathBuf,
 pub(crate) trait Span {
     fn from(&self) -> u64;
     fn to(&self) -> u64;
+    /// Records in the run.
+    fn records(&self) -> u64;
 }
 
 /// Splits valid runs into the chain from 0 (at each position the run reaching furthest) and
@@ -184,4 +186,36 @@ impl MergeControl {
             self.cv.notify_all();
         }
     }
+}
+
+/// The size-tiered rule both stores merge by: the newest adjacent pair of runs (oldest
+/// first in `runs`) whose older run holds at most twice the records of the newer. Not only
+/// the two newest: flushes land while a merge runs, so a merged run can sit in the middle.
+/// Merging until no pair qualifies leaves O(log n) runs.
+pub(crate) fn pair_to_merge<R: Span>(runs: &[Arc<R>]) -> Option<(Arc<R>, Arc<R>)> {
+    runs.windows(2).rev().find_map(|pair| match pair {
+        [older, newer] if older.records() <= newer.records().saturating_mul(2) => {
+            Some((Arc::clone(older), Arc::clone(newer)))
+        }
+        _ => None,
+    })
+}
+
+/// `runs` with the adjacent pair `older`, `newer` replaced by `merged`; `None` if they are
+/// no longer adjacent there (the list changed under the merge).
+pub(crate) fn with_pair_merged<R>(
+    runs: &[Arc<R>],
+    older: &Arc<R>,
+    newer: &Arc<R>,
+    merged: Arc<R>,
+) -> Option<Vec<Arc<R>>> {
+    let at = runs.iter().position(|run| Arc::ptr_eq(run, older))?;
+    if !runs.get(at + 1).is_some_and(|run| Arc::ptr_eq(run, newer)) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(runs.len() - 1);
+    out.extend(runs.iter().take(at).cloned());
+    out.push(merged);
+    out.extend(runs.iter().skip(at + 2).cloned());
+    Some(out)
 }

@@ -78,8 +78,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use crate::runfiles::{
-    self, choose_chain, list_run_files, lock, read, remove_if_exists, write, FileKind,
-    MergeControl, Span,
+    self, choose_chain, list_run_files, lock, pair_to_merge, read, remove_if_exists,
+    with_pair_merged, write, FileKind, MergeControl, Span,
 };
 
 #[cfg(test)]
@@ -256,6 +256,18 @@ struct Wal {
     path: PathBuf,
     file: File,
     len: u64,
+}
+
+impl Wal {
+    /// Truncates the log to nothing, durably.
+    fn empty(&mut self) -> Result<(), StateStoreError> {
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.sync_data())
+            .map_err(io_error(&self.path, "emptying the write-ahead log"))?;
+        self.len = 0;
+        Ok(())
+    }
 }
 
 struct State {
@@ -440,12 +452,7 @@ impl Shared {
         state.run_end = to;
         drop(state);
         // Every record of the write-ahead log is in the run now, durably.
-        let path = wal.path.clone();
-        wal.file
-            .set_len(0)
-            .and_then(|()| wal.file.sync_data())
-            .map_err(io_error(&path, "emptying the write-ahead log"))?;
-        wal.len = 0;
+        wal.empty()?;
         drop(wal);
         self.request_merge();
         Ok(())
@@ -492,12 +499,7 @@ impl Shared {
             state.run_end = 0;
             state.applied = 0;
         }
-        let path = wal.path.clone();
-        wal.file
-            .set_len(0)
-            .and_then(|()| wal.file.sync_data())
-            .map_err(io_error(&path, "emptying the write-ahead log"))?;
-        wal.len = 0;
+        wal.empty()?;
         for (path, _) in own_files(&self.dir)? {
             remove_if_exists(&path).map_err(io_error(&path, "deleting a run file"))?;
         }
@@ -568,14 +570,8 @@ impl Shared {
     fn merge_candidates(&self) -> Option<(Arc<Run>, Arc<Run>, u64)> {
         let state = read(&self.state);
         let generation = self.generation.load(Ordering::Acquire);
-        let pair = state.runs.windows(2).rev().find(|pair| match pair {
-            [older, newer] => older.count <= newer.count.saturating_mul(2),
-            _ => false,
-        })?;
-        match pair {
-            [older, newer] => Some((Arc::clone(older), Arc::clone(newer), generation)),
-            _ => None,
-        }
+        let (older, newer) = pair_to_merge(&state.runs)?;
+        Some((older, newer, generation))
     }
 
     fn merge_pair(
@@ -701,22 +697,11 @@ impl Shared {
         if self.generation.load(Ordering::Acquire) != generation {
             return Ok(false);
         }
-        let Some(at) = state.runs.iter().position(|run| Arc::ptr_eq(run, older)) else {
+        let merged = Arc::new(Run::new(path.clone(), from, to, built));
+        let Some(runs) = with_pair_merged(&state.runs, older, newer, merged) else {
             return Ok(false);
         };
-        if !state
-            .runs
-            .get(at + 1)
-            .is_some_and(|run| Arc::ptr_eq(run, newer))
-        {
-            return Ok(false);
-        }
         fs::rename(tmp, &path).map_err(io_error(&path, "renaming a merged run into place"))?;
-        let merged = Arc::new(Run::new(path, from, to, built));
-        let mut runs = Vec::with_capacity(state.runs.len().saturating_sub(1));
-        runs.extend(state.runs.iter().take(at).cloned());
-        runs.push(merged);
-        runs.extend(state.runs.iter().skip(at + 2).cloned());
         state.runs = Arc::new(runs);
         Ok(true)
     }
@@ -1287,6 +1272,9 @@ impl Span for Run {
     }
     fn to(&self) -> u64 {
         self.to
+    }
+    fn records(&self) -> u64 {
+        self.count
     }
 }
 
