@@ -32,6 +32,34 @@ pub struct Ledger {
 
 /// Envelopes of one stream being sequenced at once; the stream is read no faster.
 const STREAM_IN_FLIGHT: usize = 4096;
+/// The most envelopes of one stream handed to the sequencer as one submission.
+const STREAM_GATHER: usize = 256;
+
+/// `first` and whatever else the stream already holds, without waiting, up to
+/// [`STREAM_GATHER`] requests; and the stream's error if it failed meanwhile (the requests
+/// before it are still submitted).
+async fn gather(
+    first: proto::SubmitStreamRequest,
+    requests: &mut Streaming<proto::SubmitStreamRequest>,
+) -> (Vec<proto::SubmitStreamRequest>, Option<Status>) {
+    let mut gathered = vec![first];
+    while gathered.len() < STREAM_GATHER {
+        let ready = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match Pin::new(&mut *requests).poll_next(cx) {
+                std::task::Poll::Ready(next) => Some(next),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await;
+        match ready {
+            Some(Some(Ok(req))) => gathered.push(req),
+            Some(Some(Err(s))) => return (gathered, Some(s)),
+            // Nothing more yet, or the end of the stream (seen again by the caller).
+            Some(None) | None => break,
+        }
+    }
+    (gathered, None)
+}
 
 impl Ledger {
     pub fn new(
@@ -270,8 +298,10 @@ impl LedgerService for Ledger {
         let mut requests = request.into_inner();
         let sequencer = self.sequencer.clone();
         let in_flight = Arc::new(tokio::sync::Semaphore::new(STREAM_IN_FLIGHT));
-        // Each envelope is submitted as it arrives, without waiting for the previous receipt,
-        // so one stream fills whole group commits; answers go back as they complete.
+        // Envelopes are submitted as they arrive, without waiting for earlier receipts, so one
+        // stream fills whole group commits; whatever has arrived together (up to
+        // STREAM_GATHER) goes to the sequencer as one submission, and answers go back as they
+        // complete.
         let (tx, rx) =
             tokio::sync::mpsc::channel::<Result<proto::SubmitStreamResponse, Status>>(1024);
         tokio::spawn(async move {
@@ -279,27 +309,46 @@ impl LedgerService for Ledger {
             loop {
                 tokio::select! {
                     next = requests.next() => match next {
-                        Some(Ok(req)) => {
+                        Some(Ok(first)) => {
+                            let (gathered, failure) = gather(first, &mut requests).await;
+                            let Ok(count) = u32::try_from(gathered.len()) else { break };
+                            let Ok(permit) = in_flight.clone().acquire_many_owned(count).await else { break };
+                            let mut envelopes = Vec::with_capacity(gathered.len());
+                            let mut sequences = Vec::with_capacity(gathered.len());
+                            let mut refused = Vec::new();
+                            for req in gathered {
+                                match req.envelope {
+                                    _ if !per_connection.allow(&peer, 1) => refused.push((req.sequence, rate_limited())),
+                                    None => refused.push((req.sequence, status(LedgerError::Submit(SubmitError::MissingEnvelope)))),
+                                    Some(envelope) => {
+                                        envelopes.push(envelope);
+                                        sequences.push(req.sequence);
+                                    }
+                                }
+                            }
                             let sequencer = sequencer.clone();
-                            let tx = tx.clone();
-                            let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
-                            let allowed = per_connection.allow(&peer, 1);
+                            let answers = tx.clone();
                             pending.spawn(async move {
                                 let _permit = permit;
-                                let result = match req.envelope {
-                                    _ if !allowed => Err(rate_limited()),
-                                    None => Err(status(LedgerError::Submit(SubmitError::MissingEnvelope))),
-                                    Some(envelope) => sequencer.submit(envelope).await.map_err(|e| status(e.into())),
-                                };
-                                let result = match result {
-                                    Ok(a) => proto::submit_stream_response::Result::Accepted(submit_response(a)),
-                                    Err(s) => proto::submit_stream_response::Result::Error(proto::SubmitError {
-                                        code: s.code() as i32,
-                                        message: s.message().to_owned(),
-                                    }),
-                                };
-                                let _ = tx.send(Ok(proto::SubmitStreamResponse { sequence: req.sequence, result: Some(result) })).await;
+                                let results = sequencer.submit_all(envelopes).await;
+                                let answered = sequences.into_iter().zip(results.into_iter().map(|r| r.map_err(|e| status(e.into()))));
+                                for (sequence, result) in refused.into_iter().map(|(q, s)| (q, Err(s))).chain(answered) {
+                                    let result = match result {
+                                        Ok(a) => proto::submit_stream_response::Result::Accepted(submit_response(a)),
+                                        Err(s) => proto::submit_stream_response::Result::Error(proto::SubmitError {
+                                            code: s.code() as i32,
+                                            message: s.message().to_owned(),
+                                        }),
+                                    };
+                                    if answers.send(Ok(proto::SubmitStreamResponse { sequence, result: Some(result) })).await.is_err() {
+                                        return;
+                                    }
+                                }
                             });
+                            if let Some(s) = failure {
+                                let _ = tx.send(Err(s)).await;
+                                break;
+                            }
                         }
                         Some(Err(s)) => {
                             let _ = tx.send(Err(s)).await;

@@ -2,12 +2,15 @@
 //!
 //! Two threads form a pipeline so both cores work under load:
 //! 1. the *verifier* takes every queued submission (up to a batch), decodes it, and checks
-//!    all signatures at once with Ed25519 batch verification;
+//!    all signatures at once with Ed25519 batch verification. A submission may carry several
+//!    envelopes (a stream hands over whatever has arrived together), answered together;
 //! 2. the *committer* takes every verified batch waiting, drops statements already logged
 //!    (idempotent resubmission), appends the rest to the tiles with one group commit
 //!    (fdatasync), signs and durably writes one checkpoint, hands the index writes to the
 //!    index's applier thread (readers see them from then on), publishes the new tree, and
-//!    only then answers each caller with its receipt.
+//!    only then answers each caller. A new entry's receipt (its inclusion proof against the
+//!    published checkpoint) is built by the caller's task from the answer, off the
+//!    committer's thread, which every submission waits on.
 //!
 //! A storage failure is fatal to the sequencer: it answers UNAVAILABLE from then on and
 //! reports the failure so the node stops; nothing unsure is ever acknowledged.
@@ -74,17 +77,78 @@ pub struct Accepted {
     pub existing: bool,
 }
 
-type Reply = oneshot::Sender<Result<Accepted, SubmitError>>;
+/// The committer's answer to one submission.
+enum Answer {
+    /// A new entry, durable and published in `snapshot`: the caller builds the receipt. The
+    /// envelope and statement travel with it so that freeing them is the caller's work too.
+    New {
+        snapshot: Arc<Snapshot>,
+        index: u64,
+        id: StatementId,
+        leaf: Bytes,
+        leaf_hash: Hash,
+        _spent: Box<(VerifiedEnvelope, Statement)>,
+    },
+    /// A statement logged before, with its receipt.
+    Existing(proto::EntryReceipt),
+}
+
+/// One answer per envelope of a submission, in its order.
+type Reply = oneshot::Sender<Vec<Result<Answer, SubmitError>>>;
 
 struct Submission {
-    envelope: proto::Envelope,
+    envelopes: Vec<proto::Envelope>,
+    reply: Reply,
+}
+
+/// A submission on its way through the pipeline: the answers it has so far (refusals, then
+/// everything once committed), and its envelopes that verified, by position.
+struct Group {
+    answers: Vec<Option<Result<Answer, SubmitError>>>,
+    verified: Vec<(usize, Verified)>,
     reply: Reply,
 }
 
 struct Verified {
     envelope: VerifiedEnvelope,
     statement: Statement,
-    reply: Reply,
+}
+
+impl Group {
+    fn new(len: usize, reply: Reply) -> Group {
+        Group {
+            answers: (0..len).map(|_| None).collect(),
+            verified: Vec::new(),
+            reply,
+        }
+    }
+
+    fn answer(&mut self, slot: usize, answer: Result<Answer, SubmitError>) {
+        if let Some(s) = self.answers.get_mut(slot) {
+            *s = Some(answer);
+        }
+    }
+
+    /// Answers every envelope not answered yet with `error`, and sends.
+    fn fail(mut self, error: impl Fn() -> SubmitError) {
+        for answer in &mut self.answers {
+            if answer.is_none() {
+                *answer = Some(Err(error()));
+            }
+        }
+        self.send();
+    }
+
+    /// Sends the answers (an envelope left unanswered, which would be a bug, gets an internal
+    /// error rather than silence).
+    fn send(self) {
+        let answers = self
+            .answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(SubmitError::Internal("no answer".into()))))
+            .collect();
+        let _ = self.reply.send(answers);
+    }
 }
 
 /// How request handlers reach the sequencer. Cheap to clone.
@@ -92,24 +156,79 @@ struct Verified {
 pub struct SequencerHandle {
     tx: mpsc::Sender<Submission>,
     failed: Arc<AtomicBool>,
+    store: Arc<TileStore>,
 }
 
 impl SequencerHandle {
     /// Submits one envelope and waits for its receipt (sent only once the entry is durable).
     pub async fn submit(&self, envelope: proto::Envelope) -> Result<Accepted, SubmitError> {
+        self.submit_all(vec![envelope])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(SubmitError::Internal("no answer".into())))
+    }
+
+    /// Submits envelopes together and waits for their answers, one per envelope in order
+    /// (sent only once the batch's new entries are durable). Each is judged on its own, as if
+    /// submitted one by one in this order.
+    pub async fn submit_all(
+        &self,
+        envelopes: Vec<proto::Envelope>,
+    ) -> Vec<Result<Accepted, SubmitError>> {
+        let count = envelopes.len();
+        let unavailable = |why: &str| {
+            (0..count)
+                .map(|_| Err(SubmitError::Unavailable(why.to_owned())))
+                .collect()
+        };
         if self.failed.load(Ordering::Acquire) {
-            return Err(SubmitError::Unavailable(
-                "stopped after a storage failure; restart the node".into(),
-            ));
+            return unavailable("stopped after a storage failure; restart the node");
         }
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Submission { envelope, reply })
-            .await
-            .map_err(|_| SubmitError::Unavailable("shutting down".into()))?;
-        answer
-            .await
-            .map_err(|_| SubmitError::Unavailable("shutting down".into()))?
+        let (reply, answers) = oneshot::channel();
+        if self.tx.send(Submission { envelopes, reply }).await.is_err() {
+            return unavailable("shutting down");
+        }
+        match answers.await {
+            Ok(answers) => answers
+                .into_iter()
+                .map(|a| a.and_then(|a| self.accepted(a)))
+                .collect(),
+            Err(_) => unavailable("shutting down"),
+        }
+    }
+
+    /// The receipt of an answer: for a new entry, built here, on the caller's task.
+    fn accepted(&self, answer: Answer) -> Result<Accepted, SubmitError> {
+        match answer {
+            Answer::Existing(receipt) => Ok(Accepted {
+                receipt,
+                existing: true,
+            }),
+            Answer::New {
+                snapshot,
+                index,
+                id,
+                leaf,
+                leaf_hash,
+                _spent,
+            } => {
+                let proof = self
+                    .store
+                    .prove_inclusion(&snapshot, index, snapshot.size)
+                    .map_err(|e| SubmitError::Internal(e.to_string()))?;
+                Ok(Accepted {
+                    receipt: proto::EntryReceipt {
+                        index,
+                        statement_id: id.as_bytes().to_vec(),
+                        leaf_hash: leaf_hash.to_vec(),
+                        leaf: leaf.to_vec(),
+                        checkpoint: snapshot.checkpoint.clone(),
+                        inclusion_proof: proof.iter().map(|h| h.to_vec()).collect(),
+                    },
+                    existing: false,
+                })
+            }
+        }
     }
 }
 
@@ -132,8 +251,9 @@ impl Sequencer {
         per_key: RateLimiter<PublicKey>,
     ) -> std::io::Result<(Sequencer, SequencerHandle)> {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let (verified_tx, verified_rx) = std_mpsc::sync_channel::<Vec<Verified>>(4);
+        let (verified_tx, verified_rx) = std_mpsc::sync_channel::<Vec<Group>>(4);
         let (fatal_tx, fatal) = oneshot::channel();
+        let store = writer.store().clone();
         // INVARIANT: integration times never decrease along the log, even if the clock went
         // back while the node was down: the next entry is never earlier than the last one.
         let last_integrated_ms = last_integration_time(writer.store())?;
@@ -160,7 +280,7 @@ impl Sequencer {
                 threads: vec![verifier, committer],
                 fatal,
             },
-            SequencerHandle { tx, failed },
+            SequencerHandle { tx, failed, store },
         ))
     }
 
@@ -174,57 +294,79 @@ impl Sequencer {
 
 fn verify_loop(
     mut rx: mpsc::Receiver<Submission>,
-    out: std_mpsc::SyncSender<Vec<Verified>>,
+    out: std_mpsc::SyncSender<Vec<Group>>,
     metrics: &Metrics,
 ) {
     let mut known = KnownKeys::default();
     while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+        let mut count = first.envelopes.len();
+        let mut submissions = vec![first];
+        while count < MAX_BATCH {
             match rx.try_recv() {
-                Ok(s) => batch.push(s),
+                Ok(s) => {
+                    count += s.envelopes.len();
+                    submissions.push(s);
+                }
                 Err(_) => break,
             }
         }
-        let mut envelopes = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        for s in batch {
-            // Defence in depth: decoding handles untrusted bytes, and a bug there must cost
-            // one submission, not the thread every later submission needs.
-            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                decode(s.envelope, &mut known)
-            }))
-            .unwrap_or_else(|_| {
-                tracing::error!("decoding a submission panicked; it is refused");
-                Err(SubmitError::Internal("decoding the envelope failed".into()))
-            });
-            match decoded {
-                Ok((e, statement)) => {
-                    envelopes.push(e);
-                    replies.push((s.reply, statement));
-                }
-                Err(e) => {
-                    Metrics::add(&metrics.submissions_rejected, 1);
-                    let _ = s.reply.send(Err(e));
+        let mut groups = Vec::with_capacity(submissions.len());
+        let mut envelopes = Vec::with_capacity(count);
+        // For each envelope to verify: its group, its position there, and its statement.
+        let mut owners = Vec::with_capacity(count);
+        for submission in submissions {
+            let mut group = Group::new(submission.envelopes.len(), submission.reply);
+            for (slot, wire) in submission.envelopes.into_iter().enumerate() {
+                // Defence in depth: decoding handles untrusted bytes, and a bug there must
+                // cost one submission, not the thread every later submission needs.
+                let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    decode(wire, &mut known)
+                }))
+                .unwrap_or_else(|_| {
+                    tracing::error!("decoding a submission panicked; it is refused");
+                    Err(SubmitError::Internal("decoding the envelope failed".into()))
+                });
+                match decoded {
+                    Ok((envelope, statement)) => {
+                        envelopes.push(envelope);
+                        owners.push((groups.len(), slot, statement));
+                    }
+                    Err(e) => {
+                        Metrics::add(&metrics.submissions_rejected, 1);
+                        group.answer(slot, Err(e));
+                    }
                 }
             }
+            groups.push(group);
         }
-        let mut verified = Vec::with_capacity(envelopes.len());
-        for (result, (reply, statement)) in verify_batch(envelopes).into_iter().zip(replies) {
+        for (result, (g, slot, statement)) in verify_batch(envelopes).into_iter().zip(owners) {
+            let Some(group) = groups.get_mut(g) else {
+                continue;
+            };
             match result {
-                Ok(envelope) => verified.push(Verified {
-                    envelope,
-                    statement,
-                    reply,
-                }),
+                Ok(envelope) => group.verified.push((
+                    slot,
+                    Verified {
+                        envelope,
+                        statement,
+                    },
+                )),
                 Err(e) => {
                     Metrics::add(&metrics.submissions_rejected, 1);
-                    let _ = reply.send(Err(e.into()));
+                    group.answer(slot, Err(e.into()));
                 }
             }
         }
-        if !verified.is_empty() && out.send(verified).is_err() {
-            return;
+        let (to_commit, refused): (Vec<Group>, Vec<Group>) =
+            groups.into_iter().partition(|g| !g.verified.is_empty());
+        refused.into_iter().for_each(Group::send);
+        if !to_commit.is_empty() {
+            if let Err(std_mpsc::SendError(groups)) = out.send(to_commit) {
+                for group in groups {
+                    group.fail(|| SubmitError::Unavailable("shutting down".into()));
+                }
+                return;
+            }
         }
     }
 }
@@ -266,12 +408,16 @@ enum FatalError {
 }
 
 impl Committer {
-    fn run(mut self, rx: std_mpsc::Receiver<Vec<Verified>>, fatal: oneshot::Sender<String>) {
+    fn run(mut self, rx: std_mpsc::Receiver<Vec<Group>>, fatal: oneshot::Sender<String>) {
         while let Ok(first) = rx.recv() {
             let mut batch = first;
-            while batch.len() < MAX_BATCH {
+            let mut count: usize = batch.iter().map(|g| g.verified.len()).sum();
+            while count < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(more) => batch.extend(more),
+                    Ok(more) => {
+                        count += more.iter().map(|g| g.verified.len()).sum::<usize>();
+                        batch.extend(more);
+                    }
                     Err(_) => break,
                 }
             }
@@ -280,22 +426,20 @@ impl Committer {
                 self.failed.store(true, Ordering::Release);
                 let _ = fatal.send(e.to_string());
                 // Refuse whatever is still queued, rather than leave callers waiting.
-                for batch in rx.iter() {
-                    for v in batch {
-                        let _ = v
-                            .reply
-                            .send(Err(SubmitError::Unavailable("storage failure".into())));
-                    }
+                for group in rx.iter().flatten() {
+                    group.fail(|| SubmitError::Unavailable("storage failure".into()));
                 }
                 return;
             }
         }
     }
 
-    /// One group commit. On error, every caller of the batch is answered UNAVAILABLE.
-    fn commit(&mut self, batch: Vec<Verified>) -> Result<(), FatalError> {
+    /// One group commit. On error, every caller of the batch is answered UNAVAILABLE (but
+    /// those already refused, who keep their answer).
+    fn commit(&mut self, mut groups: Vec<Group>) -> Result<(), FatalError> {
         let started = std::time::Instant::now();
-        let mut replies: Vec<(Reply, Target, StatementId)> = Vec::with_capacity(batch.len());
+        // Where each answer goes once the batch is durable: (group, slot, target).
+        let mut targets: Vec<(usize, usize, Target)> = Vec::new();
         let mut leaves: Vec<Bytes> = Vec::new();
         let mut leaf_hashes: Vec<(Hash, u64)> = Vec::new();
         let integrated_at = now_ms().max(self.last_integrated_ms);
@@ -303,63 +447,85 @@ impl Committer {
         let index = self.index.clone();
         // Every statement of the batch sees the effects of those before it.
         let mut state = Overlay::new(&index);
+        let storage_failure = || SubmitError::Unavailable("storage failure".into());
 
         // 1. Deduplicate against the log and within the batch, check the ledger rules, and
         //    encode the new leaves.
-        for v in batch {
-            let id = v.envelope.id();
-            // A second copy within the batch appends nothing either: it is "existing".
-            let existing = match statement_index(&state, &id) {
-                Ok(Some(i)) => Some(Target::Existing(i)),
-                Ok(None) => None,
-                Err(e) => {
-                    let _ = v.reply.send(Err(SubmitError::Internal(e.to_string())));
-                    return Err(FatalError::State(e.to_string()));
+        for (g, group) in groups.iter_mut().enumerate() {
+            for (slot, v) in std::mem::take(&mut group.verified) {
+                let id = v.envelope.id();
+                // A second copy within the batch appends nothing either: it is "existing".
+                match statement_index(&state, &id) {
+                    Ok(Some(i)) => {
+                        targets.push((g, slot, Target::Existing(i, id)));
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        group.answer(slot, Err(SubmitError::Internal(e.to_string())));
+                        groups.into_iter().for_each(|g| g.fail(storage_failure));
+                        return Err(FatalError::State(e.to_string()));
+                    }
                 }
-            };
-            if let Some(target) = existing {
-                replies.push((v.reply, target, id));
-                continue;
-            }
-            let leaf = match encode_leaf(v.envelope.to_proto(), integrated_at) {
-                Ok(leaf) => Bytes::from(leaf),
-                Err(e) => {
-                    let _ = v.reply.send(Err(e.into()));
-                    continue;
-                }
-            };
-            if let Err(message) = self.admission.check(&v.envelope, &v.statement) {
-                Metrics::add(&self.metrics.submissions_rejected, 1);
-                let _ = v.reply.send(Err(SubmitError::NotAdmitted(message)));
-                continue;
-            }
-            if !self.per_key.allow(&v.statement.issuer, 1) {
-                Metrics::add(&self.metrics.submissions_rejected, 1);
-                let _ = v.reply.send(Err(SubmitError::RateLimited(format!(
-                    "key {} is submitting faster than this node allows; slow down and retry",
-                    v.statement.issuer
-                ))));
-                continue;
-            }
-            let at = Position {
-                index: base + leaves.len() as u64,
-                integrated_at_ms: integrated_at,
-            };
-            match rules::apply(&mut state, &v.envelope, &v.statement, at) {
-                Ok(()) => {}
-                Err(RuleError::State(e)) => {
-                    let _ = v.reply.send(Err(SubmitError::Internal(e.to_string())));
-                    return Err(FatalError::State(e.to_string()));
-                }
-                Err(e) => {
+                let leaf = match encode_leaf(v.envelope.to_proto(), integrated_at) {
+                    Ok(leaf) => Bytes::from(leaf),
+                    Err(e) => {
+                        group.answer(slot, Err(e.into()));
+                        continue;
+                    }
+                };
+                if let Err(message) = self.admission.check(&v.envelope, &v.statement) {
                     Metrics::add(&self.metrics.submissions_rejected, 1);
-                    let _ = v.reply.send(Err(SubmitError::Rejected(e)));
+                    group.answer(slot, Err(SubmitError::NotAdmitted(message)));
                     continue;
                 }
+                if !self.per_key.allow(&v.statement.issuer, 1) {
+                    Metrics::add(&self.metrics.submissions_rejected, 1);
+                    group.answer(
+                        slot,
+                        Err(SubmitError::RateLimited(format!(
+                            "key {} is submitting faster than this node allows; slow down and retry",
+                            v.statement.issuer
+                        ))),
+                    );
+                    continue;
+                }
+                let at = Position {
+                    index: base + leaves.len() as u64,
+                    integrated_at_ms: integrated_at,
+                };
+                match rules::apply(&mut state, &v.envelope, &v.statement, at) {
+                    Ok(()) => {}
+                    Err(RuleError::State(e)) => {
+                        group.answer(slot, Err(SubmitError::Internal(e.to_string())));
+                        groups.into_iter().for_each(|g| g.fail(storage_failure));
+                        return Err(FatalError::State(e.to_string()));
+                    }
+                    Err(e) => {
+                        Metrics::add(&self.metrics.submissions_rejected, 1);
+                        group.answer(slot, Err(SubmitError::Rejected(e)));
+                        continue;
+                    }
+                }
+                let hash = leaf_hash(&leaf);
+                leaf_hashes.push((hash, at.index));
+                leaves.push(leaf.clone());
+                let Verified {
+                    envelope,
+                    statement,
+                } = v;
+                targets.push((
+                    g,
+                    slot,
+                    Target::New {
+                        index: at.index,
+                        id,
+                        leaf,
+                        leaf_hash: hash,
+                        spent: Box::new((envelope, statement)),
+                    },
+                ));
             }
-            leaf_hashes.push((leaf_hash(&leaf), at.index));
-            leaves.push(leaf);
-            replies.push((v.reply, Target::New(at.index), id));
         }
         let writes = state.into_writes();
 
@@ -368,9 +534,7 @@ impl Committer {
         let snapshot = match self.append_and_commit(&leaves, writes, leaf_hashes) {
             Ok(s) => s,
             Err(e) => {
-                for (reply, _, _) in replies {
-                    let _ = reply.send(Err(SubmitError::Unavailable("storage failure".into())));
-                }
+                groups.into_iter().for_each(|g| g.fail(storage_failure));
                 return Err(e);
             }
         };
@@ -386,22 +550,37 @@ impl Committer {
 
         // 3. Answer, now that everything is durable.
         let store = self.writer.store().clone();
-        for (reply, target, id) in replies {
-            let (index, existing) = match target {
-                Target::New(i) => (i, false),
-                Target::Existing(i) => (i, true),
+        for (g, slot, target) in targets {
+            let answer = match target {
+                Target::New {
+                    index,
+                    id,
+                    leaf,
+                    leaf_hash,
+                    spent,
+                } => {
+                    Metrics::add(&self.metrics.submissions_accepted, 1);
+                    Ok(Answer::New {
+                        snapshot: snapshot.clone(),
+                        index,
+                        id,
+                        leaf,
+                        leaf_hash,
+                        _spent: spent,
+                    })
+                }
+                Target::Existing(index, id) => {
+                    Metrics::add(&self.metrics.submissions_existing, 1);
+                    receipt(&store, &snapshot, index, id)
+                        .map(Answer::Existing)
+                        .map_err(|e| SubmitError::Internal(e.to_string()))
+                }
             };
-            let counter = if existing {
-                &self.metrics.submissions_existing
-            } else {
-                &self.metrics.submissions_accepted
-            };
-            Metrics::add(counter, 1);
-            let answer = receipt(&store, &snapshot, index, id)
-                .map(|receipt| Accepted { receipt, existing })
-                .map_err(|e| SubmitError::Internal(e.to_string()));
-            let _ = reply.send(answer);
+            if let Some(group) = groups.get_mut(g) {
+                group.answer(slot, answer);
+            }
         }
+        groups.into_iter().for_each(Group::send);
         Ok(())
     }
 
@@ -439,10 +618,15 @@ impl Committer {
     }
 }
 
-#[derive(Clone, Copy)]
 enum Target {
-    New(u64),
-    Existing(u64),
+    New {
+        index: u64,
+        id: StatementId,
+        leaf: Bytes,
+        leaf_hash: Hash,
+        spent: Box<(VerifiedEnvelope, Statement)>,
+    },
+    Existing(u64, StatementId),
 }
 
 /// When the last entry of the log was integrated (0 for an empty log).

@@ -143,7 +143,12 @@ fn price(field: &str, p: &Option<proto::Price>, goods_unit: i32) -> Result<(), R
         return Err(RuleError::invalid(field, "is missing"));
     };
     check_currency(&p.currency).map_err(|e| RuleError::invalid(field, e.to_string()))?;
-    let per = quantity(&format!("{field}.per"), &p.per)?;
+    // The field's name is only spelled out when there is an error to report: this runs for
+    // every statement.
+    let per = match p.per {
+        Some(per) if per.amount != 0 && unit(field, per.unit).is_ok() => per,
+        _ => quantity(&format!("{field}.per"), &p.per)?,
+    };
     if per.unit != goods_unit {
         return Err(RuleError::invalid(
             field,

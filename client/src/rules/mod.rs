@@ -193,7 +193,10 @@ pub fn get_record<T: serde::de::DeserializeOwned>(
 
 pub(crate) fn put_json<T: serde::Serialize>(state: &mut Overlay<'_>, key: Vec<u8>, value: &T) {
     // Serialising these plain records cannot fail.
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut bytes = Vec::with_capacity(256);
+    if serde_json::to_writer(&mut bytes, value).is_err() {
+        bytes.clear();
+    }
     state.put(key, bytes);
 }
 

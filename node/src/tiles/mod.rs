@@ -119,15 +119,81 @@ pub struct TileWriter {
 }
 
 /// A pool of spare files in `log/spare/`, named by number.
+///
+/// Two sources fill it: superseded partial tiles ([`Spares::keep`]), and a background thread
+/// (`spare-maker`) that creates empty files ahead of need whenever the pool runs low, so the
+/// committer renames a file into place instead of allocating an inode on its own time. The
+/// thread ends when the pool is dropped.
 struct Spares {
     dir: PathBuf,
-    files: Vec<PathBuf>,
-    next: u64,
+    pool: Arc<SparePool>,
+    /// Wakes the maker, and the maker's thread; `None` if it could not be started (files are
+    /// then created inline).
+    maker: Option<(std::sync::mpsc::SyncSender<()>, std::thread::JoinHandle<()>)>,
+}
+
+struct SparePool {
+    files: Mutex<Vec<PathBuf>>,
+    /// The number for the next spare's name.
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// Below this many spares the maker is woken...
+const SPARES_LOW: usize = 64;
+/// ...and creates files until there are this many.
+const SPARES_TARGET: usize = 128;
+
+impl SparePool {
+    fn take(&self) -> (Option<PathBuf>, usize) {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let spare = files.pop();
+        (spare, files.len())
+    }
+
+    fn len(&self) -> usize {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Adds `path` to the pool unless it is full; whether it was added.
+    fn put(&self, path: PathBuf) -> Result<(), PathBuf> {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if files.len() < MAX_SPARES {
+            files.push(path);
+            Ok(())
+        } else {
+            Err(path)
+        }
+    }
+
+    fn next_name(&self, dir: &Path) -> PathBuf {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        dir.join(n.to_string())
+    }
+
+    /// The maker's loop: at each wake-up, create empty spares up to [`SPARES_TARGET`]. Best
+    /// effort: a failure stops this round (the committer then creates files itself).
+    fn make(&self, dir: &Path, wake: std::sync::mpsc::Receiver<()>) {
+        while wake.recv().is_ok() {
+            while self.len() < SPARES_TARGET {
+                if let Err(std::sync::mpsc::TryRecvError::Disconnected) = wake.try_recv() {
+                    return;
+                }
+                let path = self.next_name(dir);
+                if fs::File::create(&path).is_err() {
+                    break;
+                }
+                if let Err(path) = self.put(path) {
+                    let _ = fs::remove_file(path);
+                    break;
+                }
+            }
+        }
+    }
 }
 
 impl Spares {
     /// Takes stock of `dir` (creating it); files beyond [`MAX_SPARES`] and anything that is
-    /// not a plain file named by a number are deleted.
+    /// not a plain file named by a number are deleted. Starts the maker.
     fn open(dir: PathBuf) -> Result<Spares, StoreError> {
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let mut files = Vec::new();
@@ -154,13 +220,40 @@ impl Spares {
                 }
             }
         }
-        Ok(Spares { dir, files, next })
+        let pool = Arc::new(SparePool {
+            files: Mutex::new(files),
+            next: std::sync::atomic::AtomicU64::new(next),
+        });
+        let (wake, woken) = std::sync::mpsc::sync_channel(1);
+        let maker = std::thread::Builder::new()
+            .name("spare-maker".into())
+            .spawn({
+                let pool = pool.clone();
+                let dir = dir.clone();
+                move || pool.make(&dir, woken)
+            })
+            .ok()
+            .map(|thread| (wake, thread));
+        let spares = Spares { dir, pool, maker };
+        spares.wake_maker_if_low(spares.pool.len());
+        Ok(spares)
+    }
+
+    fn wake_maker_if_low(&self, left: usize) {
+        if left < SPARES_LOW {
+            if let Some((maker, _)) = &self.maker {
+                // Full means a wake-up is already pending.
+                let _ = maker.try_send(());
+            }
+        }
     }
 
     /// Creates `path` for writing from empty: a spare renamed into place if there is one (no
     /// new inode), else a new file.
     fn create(&mut self, path: &Path) -> Result<fs::File, StoreError> {
-        if let Some(spare) = self.files.pop() {
+        let (spare, left) = self.pool.take();
+        self.wake_maker_if_low(left);
+        if let Some(spare) = spare {
             if fs::rename(&spare, path).is_ok() {
                 return fs::OpenOptions::new()
                     .write(true)
@@ -174,15 +267,27 @@ impl Spares {
 
     /// Keeps the file at `path` as a spare (deletes it if the pool is full). Best effort.
     fn keep(&mut self, path: &Path) {
-        if self.files.len() < MAX_SPARES {
-            let spare = self.dir.join(self.next.to_string());
-            self.next = self.next.saturating_add(1);
+        if self.pool.len() < MAX_SPARES {
+            let spare = self.pool.next_name(&self.dir);
             if fs::rename(path, &spare).is_ok() {
-                self.files.push(spare);
+                if let Err(spare) = self.pool.put(spare) {
+                    let _ = fs::remove_file(spare);
+                }
                 return;
             }
         }
         let _ = fs::remove_file(path);
+    }
+}
+
+impl Drop for Spares {
+    /// Stops the maker (it ends after the file it is creating) and waits for it, so nothing
+    /// is created in the directory once the writer is gone.
+    fn drop(&mut self) {
+        if let Some((wake, thread)) = self.maker.take() {
+            drop(wake);
+            let _ = thread.join();
+        }
     }
 }
 

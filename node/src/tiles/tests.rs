@@ -259,6 +259,46 @@ fn spare_files_are_reused_without_changing_the_tree() {
     assert_eq!(checkpoint.unwrap().checkpoint.size, 1_000);
 }
 
+/// The spare maker tops the pool up in the background when it runs low, its files are taken
+/// for new tiles (full ones included) without changing the tree, and it stops with the writer.
+#[test]
+fn spares_are_made_ahead_of_need_and_the_maker_stops_with_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let spares = |dir: &Path| fs::read_dir(dir.join(SPARE_DIR)).unwrap().count();
+    let wait_for = |dir: &Path, want: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while spares(dir) < want && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        spares(dir)
+    };
+    let signer = signer();
+    let mut reference = MemoryTree::new();
+    {
+        let (store, mut writer, _) = open(dir.path());
+        assert_eq!(wait_for(dir.path(), SPARES_TARGET), SPARES_TARGET);
+        // 40 full tiles and bundles at once take more spares than the pool holds above its
+        // low mark: the maker refills it.
+        let batch: Vec<Bytes> = (0..40 * 256).map(leaf).collect();
+        for l in &batch {
+            reference.push_leaf_hash(leaf_hash(l));
+        }
+        commit(&mut writer, &signer, &batch);
+        assert_eq!(store.snapshot().root, reference.root());
+        assert_eq!(wait_for(dir.path(), SPARES_TARGET), SPARES_TARGET);
+        assert_eq!(store.leaf(&store.snapshot(), 5_000).unwrap(), leaf(5_000));
+    }
+    // The writer is gone: nothing more is created, even with the pool emptied.
+    for entry in fs::read_dir(dir.path().join(SPARE_DIR)).unwrap() {
+        fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(spares(dir.path()), 0);
+    let (store, _writer, checkpoint) = open(dir.path());
+    assert_eq!(checkpoint.unwrap().checkpoint.size, 40 * 256);
+    assert_eq!(store.snapshot().root, reference.root());
+}
+
 /// Partial tiles are served from the published tree, whatever became of their files: older
 /// widths of a tile now full (their files reused as spares), and the edge itself.
 #[test]
