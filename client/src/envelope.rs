@@ -237,7 +237,7 @@ impl KnownKeys {
     pub const CAPACITY: usize = 65_536;
 
     /// Checks `key` as [`PublicKey::verifying_key`] does, remembering keys that pass.
-    fn check(&mut self, key: &PublicKey) -> Result<(), crate::keys::PublicKeyError> {
+    pub fn check(&mut self, key: &PublicKey) -> Result<(), crate::keys::PublicKeyError> {
         if self.keys.contains(key.as_bytes()) {
             return Ok(());
         }

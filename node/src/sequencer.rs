@@ -377,7 +377,7 @@ fn decode(
     known: &mut KnownKeys,
 ) -> Result<(Envelope, Statement), SubmitError> {
     let envelope = Envelope::decode_with(wire, known)?;
-    let statement = Statement::decode(&envelope)?;
+    let statement = Statement::decode_with(&envelope, known)?;
     Ok((envelope, statement))
 }
 

@@ -42,6 +42,8 @@ use tree::{TileTree, TILE_WIDTH};
 
 /// The name of the checkpoint file in the log directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
+/// Where the next checkpoint is written before it takes the place of [`CHECKPOINT_FILE`].
+const CHECKPOINT_TMP: &str = "checkpoint.tmp";
 /// Levels of 8 tree levels each: 8 of them cover 2^64 leaves.
 const MAX_TILE_LEVELS: usize = 8;
 /// Where superseded partial tiles wait to be reused as new files (under the log's directory,
@@ -116,6 +118,119 @@ pub struct TileWriter {
     /// a file per partial tile per commit and deleting it a moment later made ext4 scan its
     /// recently freed inodes at every creation: measured, a third of the committer's CPU.
     spares: Spares,
+    /// Directories known to exist under `tile/` (so a commit does not ask the file system
+    /// again for each file); forgotten when deleted.
+    known_dirs: std::collections::HashSet<PathBuf>,
+    /// Threads that sync files at a commit, all at once.
+    syncer: Syncer,
+}
+
+/// Directories remembered at most by [`TileWriter::known_dirs`] (then forgotten at once).
+const KNOWN_DIRS: usize = 4096;
+/// Threads kept to sync a commit's files concurrently; a commit with more files than this
+/// queues the rest behind them.
+const SYNC_THREADS: usize = 8;
+
+/// A sync to run on a [`Syncer`] thread, and where its outcome goes.
+struct SyncJob {
+    path: PathBuf,
+    file: fs::File,
+    sync: SyncFn,
+    done: std::sync::mpsc::Sender<(PathBuf, std::io::Result<()>)>,
+}
+
+/// A fixed set of threads that run syncs, so a commit need not start a thread per file.
+/// Threads that cannot be started are done without: the syncs then run on the caller.
+struct Syncer {
+    jobs: Option<std::sync::mpsc::Sender<SyncJob>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start() -> Syncer {
+        let (jobs, queue) = std::sync::mpsc::channel::<SyncJob>();
+        let queue = Arc::new(Mutex::new(queue));
+        let threads: Vec<_> = (0..SYNC_THREADS)
+            .filter_map(|i| {
+                let queue = queue.clone();
+                std::thread::Builder::new()
+                    .name(format!("log-sync-{i}"))
+                    .spawn(move || loop {
+                        let job = match queue.lock() {
+                            Ok(q) => q.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok(job) = job else { return };
+                        let outcome = (job.sync)(&job.file);
+                        let _ = job.done.send((job.path, outcome));
+                    })
+                    .ok()
+            })
+            .collect();
+        Syncer {
+            jobs: (!threads.is_empty()).then_some(jobs),
+            threads,
+        }
+    }
+
+    /// Runs every sync at once (the first on this thread) and reports the first failure.
+    fn sync_all(&self, files: Vec<(PathBuf, fs::File, SyncFn)>) -> Result<(), StoreError> {
+        let mut files = files.into_iter();
+        let first = files.next();
+        let (done, outcomes) = std::sync::mpsc::channel();
+        let mut queued = 0;
+        let mut failure = None;
+        for (path, file, sync) in files {
+            let job = SyncJob {
+                path,
+                file,
+                sync,
+                done: done.clone(),
+            };
+            match &self.jobs {
+                Some(jobs) => match jobs.send(job) {
+                    Ok(()) => queued += 1,
+                    Err(std::sync::mpsc::SendError(job)) => {
+                        let outcome = (job.sync)(&job.file);
+                        failure = failure.or(outcome.err().map(|e| io_err(&job.path)(e)));
+                    }
+                },
+                None => {
+                    let outcome = (job.sync)(&job.file);
+                    failure = failure.or(outcome.err().map(|e| io_err(&job.path)(e)));
+                }
+            }
+        }
+        drop(done);
+        if let Some((path, file, sync)) = first {
+            failure = failure.or(sync(&file).err().map(|e| io_err(&path)(e)));
+        }
+        for _ in 0..queued {
+            match outcomes.recv() {
+                Ok((path, outcome)) => {
+                    failure = failure.or(outcome.err().map(|e| io_err(&path)(e)));
+                }
+                // A sync thread died with its job: the file's state is unknown.
+                Err(_) => {
+                    failure = failure.or(Some(StoreError::Io {
+                        path: PathBuf::from("(sync thread)"),
+                        source: std::io::Error::other("a sync thread stopped"),
+                    }));
+                    break;
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.jobs = None;
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// A pool of spare files in `log/spare/`, named by number.
@@ -418,6 +533,8 @@ impl TileStore {
             published_size: size,
             unsynced: Unsynced::default(),
             spares: Spares::open(dir.join(SPARE_DIR))?,
+            known_dirs: Default::default(),
+            syncer: Syncer::start(),
         };
         Ok((store, writer, signed))
     }
@@ -725,7 +842,15 @@ impl TileWriter {
                 ));
             }
         }
-        pending.write(&dir, &mut self.unsynced, &mut self.spares)?;
+        if self.known_dirs.len() > KNOWN_DIRS {
+            self.known_dirs.clear();
+        }
+        pending.write(
+            &dir,
+            &mut self.unsynced,
+            &mut self.spares,
+            &mut self.known_dirs,
+        )?;
         let snapshot = Snapshot {
             size: self.size,
             root: merkle::empty_root(),
@@ -776,30 +901,30 @@ impl TileWriter {
     /// goes in between.
     pub fn make_durable(&mut self, checkpoint: &str) -> Result<(), StoreError> {
         let dir = self.store.dir.clone();
-        let tmp = dir.join("checkpoint.tmp");
-        let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        let tmp = dir.join(CHECKPOINT_TMP);
+        // Usually the previous checkpoint's file, swapped out at the last commit: no inode
+        // is created or freed per commit.
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io_err(&tmp))?;
         file.write_all(checkpoint.as_bytes())
             .map_err(io_err(&tmp))?;
         let unsynced = std::mem::take(&mut self.unsynced);
-        let dirs: Vec<(PathBuf, fs::File)> = unsynced
-            .dirs
-            .into_iter()
-            .map(|d| match fs::File::open(&d) {
-                Ok(f) => Ok((d, f)),
-                Err(e) => Err(io_err(&d)(e)),
-            })
-            .collect::<Result<_, _>>()?;
-        let mut syncs: Vec<(&Path, &fs::File, SyncFn)> = Vec::new();
-        syncs.push((&tmp, &file, fs::File::sync_data));
-        for (path, f) in &unsynced.files {
+        let mut syncs: Vec<(PathBuf, fs::File, SyncFn)> = Vec::new();
+        syncs.push((tmp.clone(), file, fs::File::sync_data));
+        for (path, f) in unsynced.files {
             syncs.push((path, f, fs::File::sync_data));
         }
-        for (path, d) in &dirs {
-            syncs.push((path, d, fs::File::sync_all));
+        for d in unsynced.dirs {
+            let handle = fs::File::open(&d).map_err(io_err(&d))?;
+            syncs.push((d, handle, fs::File::sync_all));
         }
-        sync_concurrently(&syncs)?;
+        self.syncer.sync_all(syncs)?;
         let target = dir.join(CHECKPOINT_FILE);
-        fs::rename(&tmp, &target).map_err(io_err(&target))?;
+        swap_into_place(&tmp, &target).map_err(io_err(&target))?;
         sync_dir(&dir)
     }
 
@@ -844,6 +969,7 @@ impl TileWriter {
                         self.spares.keep(&entry.path());
                     }
                 }
+                self.known_dirs.remove(&partials);
                 let _ = fs::remove_dir_all(&partials);
             }
         }
@@ -873,12 +999,16 @@ impl PendingWrites {
         root: &Path,
         unsynced: &mut Unsynced,
         spares: &mut Spares,
+        known_dirs: &mut std::collections::HashSet<PathBuf>,
     ) -> Result<(), StoreError> {
         for (path, bytes) in self.files {
             let Some(parent) = path.parent() else {
                 continue;
             };
-            create_dirs(parent, root, &mut unsynced.dirs)?;
+            if !known_dirs.contains(parent) {
+                create_dirs(parent, root, &mut unsynced.dirs)?;
+                known_dirs.insert(parent.to_owned());
+            }
             let mut file = spares.create(&path)?;
             file.write_all(&bytes).map_err(io_err(&path))?;
             unsynced.dirs.insert(parent.to_owned());
@@ -886,35 +1016,6 @@ impl PendingWrites {
         }
         Ok(())
     }
-}
-
-/// Applies each file's sync at once, one thread each (the first on this thread; inline if a
-/// thread cannot be started), and reports the first failure.
-fn sync_concurrently(files: &[(&Path, &fs::File, SyncFn)]) -> Result<(), StoreError> {
-    std::thread::scope(|scope| {
-        let mut rest = files.iter();
-        let first = rest.next();
-        let mut outcomes: Vec<(&Path, std::io::Result<()>)> = Vec::new();
-        let mut running = Vec::new();
-        for &(path, file, sync) in rest {
-            match std::thread::Builder::new().spawn_scoped(scope, move || sync(file)) {
-                Ok(handle) => running.push((path, handle)),
-                Err(_) => outcomes.push((path, sync(file))),
-            }
-        }
-        if let Some(&(path, file, sync)) = first {
-            outcomes.push((path, sync(file)));
-        }
-        for (path, handle) in running {
-            let outcome = handle
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the sync thread panicked")));
-            outcomes.push((path, outcome));
-        }
-        outcomes
-            .into_iter()
-            .try_for_each(|(path, outcome)| outcome.map_err(io_err(path)))
-    })
 }
 
 /// Creates `dir` and its missing ancestors below `root`, noting each parent that gained an
@@ -934,6 +1035,34 @@ fn create_dirs(dir: &Path, root: &Path, dirs: &mut BTreeSet<PathBuf>) -> Result<
         }
     }
     Ok(())
+}
+
+/// Puts `from` in place of `to` atomically. Where the file system can, the two are swapped
+/// (`renameat2` with `RENAME_EXCHANGE`), so the replaced file stays as `from` to be
+/// rewritten next time; otherwise `from` is renamed over `to`.
+fn swap_into_place(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes());
+        if let (Ok(from_c), Ok(to_c)) = (c(from), c(to)) {
+            // SAFETY: both are valid NUL-terminated paths that outlive the call.
+            let swapped = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    from_c.as_ptr(),
+                    libc::AT_FDCWD,
+                    to_c.as_ptr(),
+                    libc::RENAME_EXCHANGE,
+                )
+            };
+            if swapped == 0 {
+                return Ok(());
+            }
+            // Not supported here, or `to` does not exist yet (the first commit): rename.
+        }
+    }
+    fs::rename(from, to)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {

@@ -299,6 +299,43 @@ fn spares_are_made_ahead_of_need_and_the_maker_stops_with_the_writer() {
     assert_eq!(store.snapshot().root, reference.root());
 }
 
+/// Each commit swaps the new checkpoint in for the old one: the two files keep their inodes
+/// (nothing is created or freed per commit), the old checkpoint is never read back, and the
+/// log reopens at the last commit.
+#[cfg(target_os = "linux")]
+#[test]
+fn checkpoints_are_swapped_into_place_without_new_files() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let signer = signer();
+    let inodes = |dir: &Path| {
+        let mut inodes = [CHECKPOINT_FILE, CHECKPOINT_TMP]
+            .map(|name| fs::metadata(dir.join(name)).unwrap().ino());
+        inodes.sort();
+        inodes
+    };
+    let (_store, mut writer, _) = open(dir.path());
+    commit(&mut writer, &signer, &[leaf(0)]);
+    commit(&mut writer, &signer, &[leaf(1)]);
+    let before = inodes(dir.path());
+    let second = fs::read_to_string(dir.path().join(CHECKPOINT_FILE)).unwrap();
+    commit(&mut writer, &signer, &[leaf(2)]);
+    assert_eq!(
+        inodes(dir.path()),
+        before,
+        "a commit created a checkpoint file"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join(CHECKPOINT_TMP)).unwrap(),
+        second,
+        "the replaced checkpoint is kept aside"
+    );
+    drop(writer);
+    let (store, _writer, checkpoint) = open(dir.path());
+    assert_eq!(checkpoint.unwrap().checkpoint.size, 3);
+    assert_eq!(store.snapshot().size, 3);
+}
+
 /// Partial tiles are served from the published tree, whatever became of their files: older
 /// widths of a tile now full (their files reused as spares), and the edge itself.
 #[test]
