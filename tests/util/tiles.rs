@@ -7,7 +7,8 @@
 //! of each full tile of the level below above that), `log/tile/entries/<N>` 256 leaves as u16
 //! big-endian length + bytes; the last tile of a level is partial, at `<N>.p/<W>`; `<N>` is in
 //! groups of three digits, all but the last prefixed with `x`. `log/checkpoint` is the signed
-//! note of the tree.
+//! note of the tree. A node stores only the partial bundle of the edge (it derives partial
+//! hash tiles); the forged logs written here have partial hash tiles too, which it ignores.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -1,24 +1,26 @@
 //! The log itself on disk: leaves, tree hashes and the signed checkpoint, laid out as C2SP
-//! `tlog-tiles` and made durable with fdatasync at every group commit. SPEC.md section
-//! "Storage".
+//! `tlog-tiles` (but for partial hash tiles, which are derived and held in memory, never
+//! stored) and made durable with fdatasync at every group commit. SPEC.md section "Storage".
 //!
 //! # Contract
 //! - [`TileWriter::append`] writes every new tile and entry bundle (not yet synced) and
 //!   returns the new root; [`TileWriter::commit`] (or [`TileWriter::make_durable`]) then
 //!   writes the signed checkpoint to a temporary file, syncs it with every file and directory
 //!   the appends wrote, all at once (file data fdatasync'ed, new directory entries fsync'ed),
-//!   renames it into place and fsyncs its directory; only then are readers shown the new
+//!   swaps it into place and fsyncs its directory; only then are readers shown the new
 //!   tree. An error from either is fatal to the writer: the caller must stop sequencing and
 //!   reopen, since the disk may be ahead of the checkpoint.
 //! - The checkpoint file is the commit point. At [`TileStore::open`] everything beyond the
-//!   checkpoint's size is deleted, the edge tiles are read, and the root they give must equal
-//!   the signed root, so a torn write can never become part of the tree.
+//!   checkpoint's size is deleted, the right edge is rebuilt from the partial bundle and the
+//!   full tiles below each level's edge, and the root it gives must equal the signed root, so
+//!   a torn write can never become part of the tree.
 //! - Readers ([`TileStore`]) are safe to use concurrently with the writer: they see the last
 //!   published [`Snapshot`]. Every full tile read from disk is checked against its parent
 //!   hash, and every entry bundle against its leaf hashes, so corruption on disk is reported,
 //!   never served.
 //! - Appends, inclusion proofs and consistency proofs cost O(log n) tile reads; nothing
-//!   rebuilds the tree, and opening reads only the right edge.
+//!   rebuilds the tree, and opening reads only what the right edge is derived from (at most
+//!   255 full tiles per level).
 
 pub mod paths;
 pub mod tree;
@@ -109,8 +111,6 @@ pub struct TileWriter {
     size: u64,
     edge: Vec<Arc<TileTree>>,
     bundle: Arc<Vec<Bytes>>,
-    /// Edge widths as last published: a partial tile is rewritten only when its width changed.
-    published_widths: Vec<usize>,
     published_size: u64,
     /// Written by `append`, synced by `make_durable` together with the checkpoint.
     unsynced: Unsynced,
@@ -441,27 +441,10 @@ impl TileStore {
             remove_beyond(dir, TileKind::Hashes(level as u8), hashes_at(size, level))?;
         }
 
-        // 2. Read the right edge.
-        let mut edge = Vec::new();
-        for level in 0..MAX_TILE_LEVELS {
-            let count = hashes_at(size, level);
-            if count == 0 {
-                break;
-            }
-            let width = (count % TILE_WIDTH as u64) as usize;
-            let tile = if width == 0 {
-                TileTree::new()
-            } else {
-                let path = tile_path(
-                    dir,
-                    TileKind::Hashes(level as u8),
-                    count / TILE_WIDTH as u64,
-                    width,
-                );
-                TileTree::from_hashes(&read_hashes(&path, width)?)
-            };
-            edge.push(Arc::new(tile));
-        }
+        // 2. Rebuild the right edge: the partial entry bundle is read, and each partial hash
+        //    tile derived (level 0 from the bundle's leaf hashes, level k from the roots of
+        //    the full tiles of level k - 1 it covers). Partial hash tiles are not stored
+        //    (10.2); ones an older node wrote are ignored.
         let bundle_width = (size % TILE_WIDTH as u64) as usize;
         let bundle = if bundle_width == 0 {
             Vec::new()
@@ -472,18 +455,33 @@ impl TileStore {
                 size / TILE_WIDTH as u64,
                 bundle_width,
             );
-            let leaves = read_bundle(&path, bundle_width)?;
-            let hashes = edge.first().map(|t| t.hashes()).unwrap_or(&[]);
-            for (i, leaf) in leaves.iter().enumerate() {
-                if hashes.get(i) != Some(&leaf_hash(leaf)) {
-                    return Err(StoreError::Corrupt {
-                        path,
-                        what: format!("entry {i} does not match its leaf hash"),
-                    });
-                }
-            }
-            leaves
+            read_bundle(&path, bundle_width)?
         };
+        let mut edge = Vec::new();
+        for level in 0..MAX_TILE_LEVELS {
+            let count = hashes_at(size, level);
+            if count == 0 {
+                break;
+            }
+            let first = count - count % TILE_WIDTH as u64;
+            let hashes = if level == 0 {
+                bundle.iter().map(|l| leaf_hash(l)).collect()
+            } else {
+                (first..count)
+                    .map(|n| {
+                        let below = TileKind::Hashes((level - 1) as u8);
+                        let path = tile_path(dir, below, n, TILE_WIDTH);
+                        TileTree::from_hashes(&read_hashes(&path, TILE_WIDTH)?)
+                            .root()
+                            .ok_or_else(|| StoreError::Corrupt {
+                                path,
+                                what: "an empty full tile".into(),
+                            })
+                    })
+                    .collect::<Result<Vec<Hash>, StoreError>>()?
+            };
+            edge.push(Arc::new(TileTree::from_hashes(&hashes)));
+        }
 
         let checkpoint = signed.as_ref().map(|s| s.note.clone()).unwrap_or_default();
         let snapshot = Snapshot {
@@ -510,10 +508,28 @@ impl TileStore {
         let root = merkle::root(&store.view(&snapshot), size).map_err(prove_to_store)?;
         if let Some(signed) = &signed {
             if root != signed.checkpoint.root {
-                return Err(StoreError::Corrupt {
-                    path: checkpoint_path,
-                    what: "the tiles on disk do not give the checkpoint's root hash".into(),
-                });
+                // The edge is derived from the partial bundle, when there is one, and from the
+                // full tiles below each level's edge: one of them is damaged.
+                let bundle_width = (size % TILE_WIDTH as u64) as usize;
+                let (path, what) = if bundle_width == 0 {
+                    (
+                        checkpoint_path,
+                        "the tiles on disk do not give the checkpoint's root hash".to_owned(),
+                    )
+                } else {
+                    (
+                        tile_path(
+                            dir,
+                            TileKind::Entries,
+                            size / TILE_WIDTH as u64,
+                            bundle_width,
+                        ),
+                        "this partial bundle and the full tiles the right edge is derived from \
+                         do not give the checkpoint's root hash"
+                            .to_owned(),
+                    )
+                };
+                return Err(StoreError::Corrupt { path, what });
             }
         }
         store.published.store(Arc::new(Snapshot {
@@ -527,7 +543,6 @@ impl TileStore {
         let writer = TileWriter {
             store: store.clone(),
             size,
-            published_widths: edge.iter().map(|t| t.width()).collect(),
             edge,
             bundle: snapshot.bundle.clone(),
             published_size: size,
@@ -814,7 +829,7 @@ impl TileWriter {
             self.push_hash(0, leaf_hash(leaf), &mut pending);
             self.size += 1;
         }
-        // The partial tiles of the new edge.
+        // The partial bundle of the new edge (partial hash tiles are derived, never stored).
         if !self.bundle.is_empty() && self.size != self.published_size {
             pending.files.push((
                 tile_path(
@@ -825,22 +840,6 @@ impl TileWriter {
                 ),
                 encode_bundle(&self.bundle),
             ));
-        }
-        for (level, tile) in self.edge.iter().enumerate() {
-            let count = hashes_at(self.size, level);
-            let changed = self.published_widths.get(level) != Some(&tile.width())
-                || hashes_at(self.published_size, level) != count;
-            if tile.width() > 0 && changed {
-                pending.files.push((
-                    tile_path(
-                        &dir,
-                        TileKind::Hashes(level as u8),
-                        count / TILE_WIDTH as u64,
-                        tile.width(),
-                    ),
-                    tile.encode(),
-                ));
-            }
         }
         if self.known_dirs.len() > KNOWN_DIRS {
             self.known_dirs.clear();
@@ -941,14 +940,13 @@ impl TileWriter {
         });
         self.store.published.store(snapshot.clone());
         self.delete_superseded_partials();
-        self.published_widths = self.edge.iter().map(|t| t.width()).collect();
         self.published_size = self.size;
         snapshot
     }
 
-    /// Partial tiles of tiles that are now full. Partial tiles of a tile still growing are
-    /// kept, as tlog-tiles asks: a client holding an older checkpoint fetches the partial
-    /// width it needs. Only tidiness: a failure here leaves files the next open ignores.
+    /// Partial bundles of bundles now full (and partial hash tiles an older node wrote, of
+    /// tiles now full). Partial bundles of a bundle still growing are kept. Only tidiness: a
+    /// failure here leaves files the next open ignores.
     fn delete_superseded_partials(&mut self) {
         let dir = &self.store.dir;
         let mut kinds: Vec<(TileKind, u64, u64)> =
