@@ -301,6 +301,69 @@ async fn resubmission_is_idempotent() {
     assert_eq!(checkpoint(&mut client, &log_key).await.checkpoint.size, 3);
 }
 
+/// The same statements from two connections at once, one unary call each, many in flight:
+/// group commits are small and overlap (one is made durable while the next is prepared), so
+/// the second copy of a statement often reaches the sequencer while the first copy's commit
+/// is in flight. Each statement still gets exactly one entry, both copies the same index, and
+/// every receipt (the "existing" ones too) proves its entry against a checkpoint that covers
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_statements_from_two_connections_get_one_entry_each() {
+    let node = TestNode::start().await;
+    let log_key = node.verifier().await;
+    let mut client = node.client().await;
+    // Four producers, so that no key's submission rate is near the node's limit.
+    let keys: Vec<_> = (0..4).map(|_| generate_signing_key()).collect();
+    for (i, key) in keys.iter().enumerate() {
+        client
+            .submit(declaration(key, &format!("twice {i}")))
+            .await
+            .unwrap();
+    }
+    let issuer = |i: usize| &keys[i % keys.len()];
+    let envelopes: Vec<_> = (0..600)
+        .map(|i| harvest(issuer(i), &format!("twice {i}")))
+        .collect();
+    let connections = [node.client().await, node.client().await];
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(32));
+    let mut calls = JoinSet::new();
+    for (i, envelope) in envelopes.iter().enumerate() {
+        for connection in &connections {
+            let (mut connection, envelope) = (connection.clone(), envelope.clone());
+            let slot = slots.clone().acquire_owned().await.unwrap();
+            calls.spawn(async move {
+                let _slot = slot;
+                let answer = timeout(CALL_TIMEOUT, connection.submit(envelope)).await;
+                (i, answer.expect("answered in time").expect("Submit"))
+            });
+        }
+    }
+    let mut answers: BTreeMap<usize, Vec<proto::SubmitResponse>> = BTreeMap::new();
+    while let Some(joined) = calls.join_next().await {
+        let (i, answer) = joined.unwrap();
+        answers.entry(i).or_default().push(answer);
+    }
+    let mut indices = HashSet::new();
+    for (i, pair) in answers {
+        let [x, y] = pair.as_slice() else {
+            panic!("statement {i}: {} answers", pair.len())
+        };
+        let (rx, ry) = (x.receipt.as_ref().unwrap(), y.receipt.as_ref().unwrap());
+        assert_eq!(rx.index, ry.index, "statement {i} logged twice");
+        assert_eq!(
+            u8::from(x.existing) + u8::from(y.existing),
+            1,
+            "statement {i}: exactly one copy appended it"
+        );
+        check_receipt(rx, &envelopes[i], issuer(i), &log_key);
+        check_receipt(ry, &envelopes[i], issuer(i), &log_key);
+        indices.insert(rx.index);
+    }
+    assert_eq!(indices.len(), envelopes.len());
+    let size = checkpoint(&mut client, &log_key).await.checkpoint.size;
+    assert_eq!(size, (keys.len() + envelopes.len()) as u64);
+}
+
 /// Identical submissions, answered: one index for all, and exactly one of them appended it.
 #[track_caller]
 fn assert_one_entry(answers: &[proto::SubmitResponse], index: u64) {

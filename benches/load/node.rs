@@ -127,6 +127,12 @@ impl Server {
         Ok((kb("VmRSS:")?, kb("VmHWM:")?, kb("RssAnon:")?))
     }
 
+    /// CPU seconds (user and system) each of the server's threads has used so far, summed by
+    /// thread name; `None` where `/proc` cannot tell (not Linux).
+    pub fn cpu_by_thread(&self) -> Option<CpuTimes> {
+        cpu_by_thread(self.child.id())
+    }
+
     /// Graceful stop: the no-op server on closing its stdin, the node on SIGTERM (it drains
     /// its sequencer); either must then exit with success.
     pub fn stop(mut self) -> anyhow::Result<()> {
@@ -196,4 +202,39 @@ pub fn node_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
             me.display()
         )
     }
+}
+
+/// CPU seconds by thread name.
+pub type CpuTimes = std::collections::BTreeMap<String, f64>;
+
+/// CPU seconds (user and system) used by each thread of process `pid`, summed by thread name,
+/// from `/proc/<pid>/task/*/stat`; `None` where that cannot be read.
+pub fn cpu_by_thread(pid: u32) -> Option<CpuTimes> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks <= 0 {
+        return None;
+    }
+    let mut times = CpuTimes::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        // "tid (name) state ...": the name may hold spaces and parentheses; utime and stime
+        // are the 14th and 15th fields, the 12th and 13th after the name.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map_or("?", |(_, n)| n).to_owned();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let used = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        let (Some(user), Some(system)) = (used(11), used(12)) else {
+            continue;
+        };
+        *times.entry(name).or_default() += (user + system) as f64 / ticks as f64;
+    }
+    Some(times)
 }

@@ -11,7 +11,7 @@ use fairtrail_client::proto::{self, provenance_service_client::ProvenanceService
 use fairtrail_client::verify::{verify_bundle, Policy, Verdict};
 
 use crate::chain::{Chain, Filler, GTIN};
-use crate::node::{disk_usage, index_disk_usage, Server};
+use crate::node::{cpu_by_thread, disk_usage, index_disk_usage, CpuTimes, Server};
 use crate::phases::{leaf_len, MB, PRODUCERS};
 use crate::report::{Goal, Phase, Results};
 use crate::{grpc, http, submit, Args};
@@ -70,7 +70,9 @@ impl NodeRun<'_> {
 
         // 2. Ingest.
         let (u, s) = (args.unary, args.stream);
+        let cpu_before = CpuMark::now(&server);
         let unary = grpc::unary(&url, args.clients, self.harvests[..u].to_vec()).await?;
+        cpu_before.report(r, "unary", &server, u);
         ratio(
             r,
             "node unary Submit, durable",
@@ -84,6 +86,7 @@ impl NodeRun<'_> {
             .clone()
             .ok_or_else(|| anyhow!("the node gave no HTTP address"))?;
         let before = http::commit_counters(&http).await?;
+        let cpu_before = CpuMark::now(&server);
         let stream = grpc::streaming(
             &url,
             args.streams,
@@ -91,6 +94,7 @@ impl NodeRun<'_> {
             self.harvests[u..u + s].to_vec(),
         )
         .await?;
+        cpu_before.report(r, "streaming", &server, s);
         let after = http::commit_counters(&http).await?;
         let (commits, entries, micros) =
             (after.0 - before.0, after.1 - before.1, after.2 - before.2);
@@ -310,4 +314,76 @@ async fn check_bundle(url: &str, key: &proto::ProductKey, policy: &str) -> anyho
         bail!("the chain's bundle does not verify: {report:?}");
     }
     Ok(entries)
+}
+
+/// The CPU the node's threads and the load generator have used, at the start of a phase.
+struct CpuMark {
+    node: Option<CpuTimes>,
+    generator: Option<CpuTimes>,
+}
+
+/// The node's threads, grouped as reported: (row label, thread names).
+const THREAD_GROUPS: [(&str, &[&str]); 4] = [
+    ("verifier", &["verifier"]),
+    ("committer", &["committer"]),
+    ("gRPC (tokio)", &["tokio-rt-worker"]),
+    ("index applier", &["index-applier"]),
+];
+
+impl CpuMark {
+    fn now(server: &Server) -> CpuMark {
+        CpuMark {
+            node: server.cpu_by_thread(),
+            generator: cpu_by_thread(std::process::id()),
+        }
+    }
+
+    /// Rows of CPU microseconds per entry over the phase since this mark, for the node in
+    /// all, by thread group, and for the load generator. Nothing where `/proc` is missing.
+    fn report(&self, r: &mut Results, phase: &str, server: &Server, entries: usize) {
+        let per_entry = |before: &Option<CpuTimes>, after: Option<CpuTimes>, names: &[&str]| {
+            let (before, after) = (before.as_ref()?, after?);
+            let used: f64 = after
+                .iter()
+                .filter(|(name, _)| names.is_empty() || names.contains(&name.as_str()))
+                .map(|(name, t)| t - before.get(name).copied().unwrap_or(0.0))
+                .sum();
+            Some(used * 1e6 / entries.max(1) as f64)
+        };
+        let Some(total) = per_entry(&self.node, server.cpu_by_thread(), &[]) else {
+            return;
+        };
+        r.add(
+            &format!("node CPU per entry, {phase}"),
+            "us",
+            total,
+            Goal::None,
+        );
+        let mut grouped = 0.0;
+        for (label, names) in THREAD_GROUPS {
+            if let Some(v) = per_entry(&self.node, server.cpu_by_thread(), names) {
+                grouped += v;
+                r.add(
+                    &format!("node CPU per entry, {phase}: {label}"),
+                    "us",
+                    v,
+                    Goal::None,
+                );
+            }
+        }
+        r.add(
+            &format!("node CPU per entry, {phase}: other threads"),
+            "us",
+            (total - grouped).max(0.0),
+            Goal::None,
+        );
+        if let Some(v) = per_entry(&self.generator, cpu_by_thread(std::process::id()), &[]) {
+            r.add(
+                &format!("load generator CPU per entry, {phase}"),
+                "us",
+                v,
+                Goal::None,
+            );
+        }
+    }
 }

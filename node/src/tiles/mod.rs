@@ -4,12 +4,14 @@
 //!
 //! # Contract
 //! - [`TileWriter::append`] writes every new tile and entry bundle (not yet synced) and
-//!   returns the new root; [`TileWriter::commit`] (or [`TileWriter::make_durable`]) then
-//!   writes the signed checkpoint to a temporary file, syncs it with every file and directory
-//!   the appends wrote, all at once (file data fdatasync'ed, new directory entries fsync'ed),
-//!   swaps it into place and fsyncs its directory; only then are readers shown the new
-//!   tree. An error from either is fatal to the writer: the caller must stop sequencing and
-//!   reopen, since the disk may be ahead of the checkpoint.
+//!   returns the new root; [`TileWriter::prepare`] closes the batch with its signed
+//!   checkpoint as a [`PreparedCommit`], whose `make_durable` writes the checkpoint to a
+//!   temporary file, syncs it with every file and directory the batch wrote, all at once
+//!   (file data fdatasync'ed, new directory entries fsync'ed), swaps it into place and fsyncs
+//!   its directory; only its `publish` shows readers the new tree. The writer may append the
+//!   next batch meanwhile; prepared commits are made durable and published in order
+//!   ([`TileWriter::commit`] does all three at once). An error is fatal to the writer: the
+//!   caller must stop sequencing and reopen, since the disk may be ahead of the checkpoint.
 //! - The checkpoint file is the commit point. At [`TileStore::open`] everything beyond the
 //!   checkpoint's size is deleted, the right edge is rebuilt from the partial bundle and the
 //!   full tiles below each level's edge, and the root it gives must equal the signed root, so
@@ -111,18 +113,20 @@ pub struct TileWriter {
     size: u64,
     edge: Vec<Arc<TileTree>>,
     bundle: Arc<Vec<Bytes>>,
-    published_size: u64,
-    /// Written by `append`, synced by `make_durable` together with the checkpoint.
+    /// The size at the last [`TileWriter::prepare`].
+    prepared_size: u64,
+    /// Written by `append`, synced by the prepared commit together with the checkpoint.
     unsynced: Unsynced,
     /// Files of superseded partial tiles, renamed aside to be reused for new tiles. Creating
     /// a file per partial tile per commit and deleting it a moment later made ext4 scan its
     /// recently freed inodes at every creation: measured, a third of the committer's CPU.
     spares: Spares,
     /// Directories known to exist under `tile/` (so a commit does not ask the file system
-    /// again for each file); forgotten when deleted.
+    /// again for each file). The only ones deleted are the partial-bundle directories of full
+    /// bundles, which the writer never writes into again.
     known_dirs: std::collections::HashSet<PathBuf>,
     /// Threads that sync files at a commit, all at once.
-    syncer: Syncer,
+    syncer: Arc<Syncer>,
 }
 
 /// Directories remembered at most by [`TileWriter::known_dirs`] (then forgotten at once).
@@ -280,6 +284,21 @@ impl SparePool {
         }
     }
 
+    /// Keeps the file at `path` as a spare in `dir` (deletes it if the pool is full). Best
+    /// effort.
+    fn keep(&self, dir: &Path, path: &Path) {
+        if self.len() < MAX_SPARES {
+            let spare = self.next_name(dir);
+            if fs::rename(path, &spare).is_ok() {
+                if let Err(spare) = self.put(spare) {
+                    let _ = fs::remove_file(spare);
+                }
+                return;
+            }
+        }
+        let _ = fs::remove_file(path);
+    }
+
     fn next_name(&self, dir: &Path) -> PathBuf {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         dir.join(n.to_string())
@@ -378,20 +397,6 @@ impl Spares {
             }
         }
         fs::File::create(path).map_err(io_err(path))
-    }
-
-    /// Keeps the file at `path` as a spare (deletes it if the pool is full). Best effort.
-    fn keep(&mut self, path: &Path) {
-        if self.pool.len() < MAX_SPARES {
-            let spare = self.pool.next_name(&self.dir);
-            if fs::rename(path, &spare).is_ok() {
-                if let Err(spare) = self.pool.put(spare) {
-                    let _ = fs::remove_file(spare);
-                }
-                return;
-            }
-        }
-        let _ = fs::remove_file(path);
     }
 }
 
@@ -545,11 +550,11 @@ impl TileStore {
             size,
             edge,
             bundle: snapshot.bundle.clone(),
-            published_size: size,
+            prepared_size: size,
             unsynced: Unsynced::default(),
             spares: Spares::open(dir.join(SPARE_DIR))?,
             known_dirs: Default::default(),
-            syncer: Syncer::start(),
+            syncer: Arc::new(Syncer::start()),
         };
         Ok((store, writer, signed))
     }
@@ -830,7 +835,7 @@ impl TileWriter {
             self.size += 1;
         }
         // The partial bundle of the new edge (partial hash tiles are derived, never stored).
-        if !self.bundle.is_empty() && self.size != self.published_size {
+        if !self.bundle.is_empty() && self.size != self.prepared_size {
             pending.files.push((
                 tile_path(
                     &dir,
@@ -886,19 +891,65 @@ impl TileWriter {
     /// Makes `checkpoint` (the signed note for the current size and `root`) durable, then
     /// publishes the new tree to readers and deletes the partial tiles it supersedes.
     pub fn commit(&mut self, checkpoint: String, root: Hash) -> Result<Arc<Snapshot>, StoreError> {
-        self.make_durable(&checkpoint)?;
-        Ok(self.publish(checkpoint, root))
+        let mut prepared = self.prepare(checkpoint, root);
+        prepared.make_durable()?;
+        Ok(prepared.publish())
     }
 
-    /// The first half of [`TileWriter::commit`]: makes the appended tiles and `checkpoint`
-    /// durable in two rounds of syncs. First the checkpoint is written to `checkpoint.tmp`,
-    /// and every file written since the last commit, that file and every directory that
-    /// gained an entry are synced at once (one thread each: the file system's journal
-    /// commits concurrent syncs together); then the checkpoint is renamed into place and its
-    /// directory synced. From here the entries are in the log, though readers do not see
-    /// them until [`TileWriter::publish`]: whatever must be ready when they do (the index)
-    /// goes in between.
-    pub fn make_durable(&mut self, checkpoint: &str) -> Result<(), StoreError> {
+    /// Ends the batch appended since the last call: what [`TileWriter::append`] wrote, with
+    /// `checkpoint` (the signed note for the current size and `root`), becomes a
+    /// [`PreparedCommit`] to make durable and publish, while this writer goes on appending the
+    /// next batch. Prepared commits must be made durable and published in the order they were
+    /// prepared, each after the one before.
+    pub fn prepare(&mut self, checkpoint: String, root: Hash) -> PreparedCommit {
+        let from = self.prepared_size;
+        self.prepared_size = self.size;
+        PreparedCommit {
+            store: self.store.clone(),
+            syncer: self.syncer.clone(),
+            spares: self.spares.pool.clone(),
+            spare_dir: self.spares.dir.clone(),
+            unsynced: std::mem::take(&mut self.unsynced),
+            snapshot: Arc::new(Snapshot {
+                size: self.size,
+                root,
+                checkpoint,
+                edge: self.edge.clone(),
+                bundle: self.bundle.clone(),
+            }),
+            from,
+        }
+    }
+}
+
+/// A batch of the log written by [`TileWriter::append`] and closed by
+/// [`TileWriter::prepare`], not yet durable nor visible to readers.
+pub struct PreparedCommit {
+    store: Arc<TileStore>,
+    syncer: Arc<Syncer>,
+    spares: Arc<SparePool>,
+    spare_dir: PathBuf,
+    unsynced: Unsynced,
+    /// What readers will see once it is published.
+    snapshot: Arc<Snapshot>,
+    /// The size before this batch.
+    from: u64,
+}
+
+impl PreparedCommit {
+    /// The log's size with this batch.
+    pub fn size(&self) -> u64 {
+        self.snapshot.size
+    }
+
+    /// Makes the batch's tiles and its checkpoint durable in two rounds of syncs. First the
+    /// checkpoint is written to `checkpoint.tmp`, and every file the batch wrote, that file
+    /// and every directory that gained an entry are synced at once (on the sync threads: the
+    /// file system commits concurrent syncs together); then the checkpoint is swapped into
+    /// place and its directory synced. From here the entries are in the log, though readers
+    /// do not see them until [`PreparedCommit::publish`]: whatever must be ready when they
+    /// do (the index) goes in between.
+    pub fn make_durable(&mut self) -> Result<(), StoreError> {
         let dir = self.store.dir.clone();
         let tmp = dir.join(CHECKPOINT_TMP);
         // Usually the previous checkpoint's file, swapped out at the last commit: no inode
@@ -909,7 +960,7 @@ impl TileWriter {
             .truncate(true)
             .open(&tmp)
             .map_err(io_err(&tmp))?;
-        file.write_all(checkpoint.as_bytes())
+        file.write_all(self.snapshot.checkpoint.as_bytes())
             .map_err(io_err(&tmp))?;
         let unsynced = std::mem::take(&mut self.unsynced);
         let mut syncs: Vec<(PathBuf, fs::File, SyncFn)> = Vec::new();
@@ -927,35 +978,26 @@ impl TileWriter {
         sync_dir(&dir)
     }
 
-    /// The second half of [`TileWriter::commit`], after [`TileWriter::make_durable`] of the
-    /// same checkpoint: publishes the new tree to readers and deletes the partial tiles it
-    /// supersedes.
-    pub fn publish(&mut self, checkpoint: String, root: Hash) -> Arc<Snapshot> {
-        let snapshot = Arc::new(Snapshot {
-            size: self.size,
-            root,
-            checkpoint,
-            edge: self.edge.clone(),
-            bundle: self.bundle.clone(),
-        });
-        self.store.published.store(snapshot.clone());
+    /// Shows readers the batch (after [`PreparedCommit::make_durable`]), then moves aside
+    /// the partial bundles it made superseded.
+    pub fn publish(self) -> Arc<Snapshot> {
+        self.store.published.store(self.snapshot.clone());
         self.delete_superseded_partials();
-        self.published_size = self.size;
-        snapshot
+        self.snapshot
     }
 
     /// Partial bundles of bundles now full (and partial hash tiles an older node wrote, of
     /// tiles now full). Partial bundles of a bundle still growing are kept. Only tidiness: a
     /// failure here leaves files the next open ignores.
-    fn delete_superseded_partials(&mut self) {
+    fn delete_superseded_partials(&self) {
         let dir = &self.store.dir;
-        let mut kinds: Vec<(TileKind, u64, u64)> =
-            vec![(TileKind::Entries, self.published_size, self.size)];
-        for level in 0..self.edge.len() {
+        let (from, to) = (self.from, self.snapshot.size);
+        let mut kinds: Vec<(TileKind, u64, u64)> = vec![(TileKind::Entries, from, to)];
+        for level in 0..self.snapshot.edge.len() {
             kinds.push((
                 TileKind::Hashes(level as u8),
-                hashes_at(self.published_size, level),
-                hashes_at(self.size, level),
+                hashes_at(from, level),
+                hashes_at(to, level),
             ));
         }
         for (kind, old_count, new_count) in kinds {
@@ -964,10 +1006,10 @@ impl TileWriter {
                 let partials = partial_dir(dir, kind, n);
                 if let Ok(entries) = fs::read_dir(&partials) {
                     for entry in entries.flatten() {
-                        self.spares.keep(&entry.path());
+                        self.spares.keep(&self.spare_dir, &entry.path());
                     }
                 }
-                self.known_dirs.remove(&partials);
+                // The writer never writes into it again: the bundle is full.
                 let _ = fs::remove_dir_all(&partials);
             }
         }
@@ -991,7 +1033,7 @@ type SyncFn = fn(&fs::File) -> std::io::Result<()>;
 
 impl PendingWrites {
     /// Creates and writes every file (and missing directories), without syncing: the
-    /// commit syncs them with its checkpoint ([`TileWriter::make_durable`]).
+    /// commit syncs them with its checkpoint ([`PreparedCommit::make_durable`]).
     fn write(
         self,
         root: &Path,
