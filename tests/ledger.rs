@@ -302,11 +302,10 @@ async fn resubmission_is_idempotent() {
 }
 
 /// The same statements from two connections at once, one unary call each, many in flight:
-/// group commits are small and overlap (one is made durable while the next is prepared), so
-/// the second copy of a statement often reaches the sequencer while the first copy's commit
-/// is in flight. Each statement still gets exactly one entry, both copies the same index, and
-/// every receipt (the "existing" ones too) proves its entry against a checkpoint that covers
-/// it.
+/// group commits are small, so the two copies of a statement land in the same commit or in
+/// two (the second while the first is being made durable). Each statement still gets exactly
+/// one entry, both copies the same index, and every receipt (the "existing" ones too) proves
+/// its entry against a checkpoint that covers it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_statements_from_two_connections_get_one_entry_each() {
     let node = TestNode::start().await;

@@ -86,7 +86,7 @@ struct Stores {
 
 /// One group commit's writes, handed to the applier and not yet in the stores.
 struct PendingBatch {
-    writes: Arc<BTreeMap<Vec<u8>, Vec<u8>>>,
+    writes: BTreeMap<Vec<u8>, Vec<u8>>,
     leaves: Vec<(Hash, u64)>,
     applied: u64,
 }
@@ -289,16 +289,6 @@ impl Index {
     pub fn apply_later(
         &self,
         writes: BTreeMap<Vec<u8>, Vec<u8>>,
-        leaves: Vec<(Hash, u64)>,
-        applied: u64,
-    ) -> Result<(), IndexError> {
-        self.apply_later_shared(Arc::new(writes), leaves, applied)
-    }
-
-    /// [`Index::apply_later`] with writes others may still be reading.
-    pub fn apply_later_shared(
-        &self,
-        writes: Arc<BTreeMap<Vec<u8>, Vec<u8>>>,
         leaves: Vec<(Hash, u64)>,
         applied: u64,
     ) -> Result<(), IndexError> {
@@ -774,7 +764,7 @@ mod tests {
             let (mut writes, leaves) = batch(range.clone());
             writes.insert(vec![b'L', 200], lot.as_bytes().to_vec());
             Arc::new(PendingBatch {
-                writes: Arc::new(writes),
+                writes,
                 leaves,
                 applied: range.end,
             })

@@ -5,16 +5,10 @@
 //!    all signatures at once with Ed25519 batch verification. A submission may carry several
 //!    envelopes (a stream hands over whatever has arrived together), answered together;
 //! 2. the *committer* takes every verified batch waiting, drops statements already logged
-//!    (idempotent resubmission), checks the ledger rules, writes the rest to the tiles and
-//!    signs one checkpoint;
-//! 3. the *durability* thread makes that group commit durable (fdatasync, then the
-//!    checkpoint), hands the index writes to the index's applier thread (readers see them
-//!    from then on), publishes the new tree, and only then answers each caller.
-//!
-//! The committer prepares the next group commit while the one before is made durable (one
-//! in flight at most): its rules see the writes of the commit in flight as if they were in
-//! the index, and a statement of that commit submitted again is answered only once that
-//! commit is durable (every answer goes through the durability thread, in order). A new entry's receipt (its inclusion proof against the
+//!    (idempotent resubmission), appends the rest to the tiles with one group commit
+//!    (fdatasync), signs and durably writes one checkpoint, hands the index writes to the
+//!    index's applier thread (readers see them from then on), publishes the new tree, and
+//!    only then answers each caller. A new entry's receipt (its inclusion proof against the
 //!    published checkpoint) is built by the caller's task from the answer, off the
 //!    committer's thread, which every submission waits on.
 //!
@@ -23,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::{mpsc as std_mpsc, Arc};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -36,16 +30,14 @@ use fairtrail_client::keys::PublicKey;
 use fairtrail_client::merkle::{leaf_hash, Hash};
 use fairtrail_client::note::NoteSigner;
 use fairtrail_client::proto;
-use fairtrail_client::rules::{
-    self, statement_index, Overlay, Position, RuleError, StateError, StateRead,
-};
+use fairtrail_client::rules::{self, statement_index, Overlay, Position, RuleError};
 use fairtrail_client::statement::{now_ms, Statement, StatementError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::index::{Index, IndexError};
 use crate::limits::{AdmissionPolicy, RateLimiter};
 use crate::metrics::Metrics;
-use crate::tiles::{PreparedCommit, Snapshot, StoreError, TileStore, TileWriter};
+use crate::tiles::{Snapshot, StoreError, TileStore, TileWriter};
 
 /// The most submissions verified or committed together.
 pub const MAX_BATCH: usize = 4096;
@@ -270,20 +262,6 @@ impl Sequencer {
             let metrics = metrics.clone();
             move || verify_loop(rx, verified_tx, &metrics)
         })?;
-        let fatal_tx = Arc::new(Mutex::new(Some(fatal_tx)));
-        // Capacity 0: handing over a commit waits until the one before is done, so at most
-        // one is in flight while the next is prepared.
-        let (staged_tx, staged_rx) = std_mpsc::sync_channel::<Staged>(0);
-        let durability = Durability {
-            index: index.clone(),
-            store: store.clone(),
-            failed: failed.clone(),
-            fatal: fatal_tx.clone(),
-            metrics: metrics.clone(),
-        };
-        let durability = std::thread::Builder::new()
-            .name("durability".into())
-            .spawn(move || durability.run(staged_rx))?;
         let committer = Committer {
             writer,
             index,
@@ -293,21 +271,20 @@ impl Sequencer {
             metrics,
             admission,
             per_key,
-            in_flight: None,
         };
         let committer = std::thread::Builder::new()
             .name("committer".into())
-            .spawn(move || committer.run(verified_rx, staged_tx, fatal_tx))?;
+            .spawn(move || committer.run(verified_rx, fatal_tx))?;
         Ok((
             Sequencer {
-                threads: vec![verifier, committer, durability],
+                threads: vec![verifier, committer],
                 fatal,
             },
             SequencerHandle { tx, failed, store },
         ))
     }
 
-    /// Waits for the threads to finish their last batch.
+    /// Waits for both threads to finish their last batch.
     pub fn join(self) {
         for t in self.threads {
             let _ = t.join();
@@ -415,153 +392,6 @@ struct Committer {
     /// Submissions per issuer key: counted after signatures verify, so nobody can spend
     /// another key's allowance by naming it.
     per_key: RateLimiter<PublicKey>,
-    /// The index writes of the commit being made durable, not yet in the index: the rules
-    /// of the next commit read them first.
-    in_flight: Option<Arc<BTreeMap<Vec<u8>, Vec<u8>>>>,
-}
-
-/// A prepared group commit on its way to the durability thread.
-struct Staged {
-    /// The tiles and checkpoint to make durable; `None` if nothing new was appended.
-    tiles: Option<PreparedCommit>,
-    writes: Arc<BTreeMap<Vec<u8>, Vec<u8>>>,
-    leaf_hashes: Vec<(Hash, u64)>,
-    groups: Vec<Group>,
-    /// Where each answer goes: (group, slot, target).
-    targets: Vec<(usize, usize, Target)>,
-    started: std::time::Instant,
-    entries: usize,
-}
-
-/// The durability thread: makes prepared commits durable, in order, then answers.
-struct Durability {
-    index: Index,
-    store: Arc<TileStore>,
-    failed: Arc<AtomicBool>,
-    fatal: Arc<Mutex<Option<oneshot::Sender<String>>>>,
-    metrics: Arc<Metrics>,
-}
-
-/// Reads the ledger state as the committer must: the commit in flight first, then the index.
-struct WithInFlight<'a> {
-    in_flight: Option<&'a BTreeMap<Vec<u8>, Vec<u8>>>,
-    index: &'a Index,
-}
-
-impl StateRead for WithInFlight<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        if let Some(v) = self.in_flight.and_then(|w| w.get(key)) {
-            return Ok(Some(v.clone()));
-        }
-        self.index.get(key)
-    }
-}
-
-/// Reports a fatal storage failure once, whichever thread meets it.
-fn report_fatal(fatal: &Mutex<Option<oneshot::Sender<String>>>, failed: &AtomicBool, e: String) {
-    tracing::error!(error = %e, "storage failure; the sequencer stops and the node shuts down");
-    failed.store(true, Ordering::Release);
-    if let Some(tx) = fatal.lock().ok().and_then(|mut f| f.take()) {
-        let _ = tx.send(e);
-    }
-}
-
-impl Durability {
-    fn run(self, rx: std_mpsc::Receiver<Staged>) {
-        while let Ok(staged) = rx.recv() {
-            if let Err(e) = self.finish(staged) {
-                report_fatal(&self.fatal, &self.failed, e.to_string());
-                // Refuse whatever is still coming, rather than leave callers waiting.
-                for staged in rx.iter() {
-                    for group in staged.groups {
-                        group.fail(|| SubmitError::Unavailable("storage failure".into()));
-                    }
-                }
-                return;
-            }
-        }
-    }
-
-    /// Makes one prepared commit durable, hands its index writes over, publishes it, and
-    /// answers its callers. On error, every caller of the commit is answered UNAVAILABLE.
-    fn finish(&self, staged: Staged) -> Result<(), FatalError> {
-        let Staged {
-            tiles,
-            writes,
-            leaf_hashes,
-            mut groups,
-            targets,
-            started,
-            entries,
-        } = staged;
-        let snapshot = match tiles {
-            Some(mut tiles) => {
-                let durable = tiles
-                    .make_durable()
-                    .map_err(FatalError::from)
-                    .and_then(|()| {
-                        // The applier writes these while the next batch commits; until then
-                        // readers see them as pending. The index follows the log, never
-                        // leads it: the writes go in after the checkpoint is durable, and
-                        // before readers see the new tree, so nothing built for that
-                        // checkpoint (a bundle, a page, both cached per checkpoint) can
-                        // miss them.
-                        self.index
-                            .apply_later_shared(writes, leaf_hashes, tiles.size())
-                            .map_err(FatalError::from)
-                    });
-                if let Err(e) = durable {
-                    for group in groups {
-                        group.fail(|| SubmitError::Unavailable("storage failure".into()));
-                    }
-                    return Err(e);
-                }
-                let snapshot = tiles.publish();
-                Metrics::add(&self.metrics.commits, 1);
-                Metrics::add(&self.metrics.committed_entries, entries as u64);
-                Metrics::add(
-                    &self.metrics.commit_micros_total,
-                    started.elapsed().as_micros() as u64,
-                );
-                snapshot
-            }
-            None => self.store.snapshot(),
-        };
-
-        // Answer, now that everything is durable.
-        for (g, slot, target) in targets {
-            let answer = match target {
-                Target::New {
-                    index,
-                    id,
-                    leaf,
-                    leaf_hash,
-                    spent,
-                } => {
-                    Metrics::add(&self.metrics.submissions_accepted, 1);
-                    Ok(Answer::New {
-                        snapshot: snapshot.clone(),
-                        index,
-                        id,
-                        leaf,
-                        leaf_hash,
-                        _spent: spent,
-                    })
-                }
-                Target::Existing(index, id) => {
-                    Metrics::add(&self.metrics.submissions_existing, 1);
-                    receipt(&self.store, &snapshot, index, id)
-                        .map(Answer::Existing)
-                        .map_err(|e| SubmitError::Internal(e.to_string()))
-                }
-            };
-            if let Some(group) = groups.get_mut(g) {
-                group.answer(slot, answer);
-            }
-        }
-        groups.into_iter().for_each(Group::send);
-        Ok(())
-    }
 }
 
 /// A storage failure: fatal to the sequencer.
@@ -575,18 +405,10 @@ enum FatalError {
     Sign(String),
     #[error("reading the ledger state: {0}")]
     State(String),
-    /// The durability thread stopped (after its own failure, reported there).
-    #[error("the durability thread stopped")]
-    Stopped,
 }
 
 impl Committer {
-    fn run(
-        mut self,
-        rx: std_mpsc::Receiver<Vec<Group>>,
-        staged: std_mpsc::SyncSender<Staged>,
-        fatal: Arc<Mutex<Option<oneshot::Sender<String>>>>,
-    ) {
+    fn run(mut self, rx: std_mpsc::Receiver<Vec<Group>>, fatal: oneshot::Sender<String>) {
         while let Ok(first) = rx.recv() {
             let mut batch = first;
             let mut count: usize = batch.iter().map(|g| g.verified.len()).sum();
@@ -599,29 +421,10 @@ impl Committer {
                     Err(_) => break,
                 }
             }
-            if self.failed.load(Ordering::Acquire) {
-                // The durability thread met a storage failure: write nothing more.
-                for group in batch.into_iter().chain(rx.iter().flatten()) {
-                    group.fail(|| SubmitError::Unavailable("storage failure".into()));
-                }
-                return;
-            }
-            let outcome = self.commit(batch).and_then(|next| {
-                let writes = next.writes.clone();
-                // Returns once the commit before is durable and in the index.
-                staged.send(next).map_err(|std_mpsc::SendError(next)| {
-                    for group in next.groups {
-                        group.fail(|| SubmitError::Unavailable("storage failure".into()));
-                    }
-                    FatalError::Stopped
-                })?;
-                self.in_flight = Some(writes);
-                Ok(())
-            });
-            if let Err(e) = outcome {
-                if !matches!(e, FatalError::Stopped) {
-                    report_fatal(&fatal, &self.failed, e.to_string());
-                }
+            if let Err(e) = self.commit(batch) {
+                tracing::error!(error = %e, "storage failure; the sequencer stops and the node shuts down");
+                self.failed.store(true, Ordering::Release);
+                let _ = fatal.send(e.to_string());
                 // Refuse whatever is still queued, rather than leave callers waiting.
                 for group in rx.iter().flatten() {
                     group.fail(|| SubmitError::Unavailable("storage failure".into()));
@@ -631,9 +434,9 @@ impl Committer {
         }
     }
 
-    /// Prepares one group commit for the durability thread. On error, every caller of the
-    /// batch is answered UNAVAILABLE (but those already refused, who keep their answer).
-    fn commit(&mut self, mut groups: Vec<Group>) -> Result<Staged, FatalError> {
+    /// One group commit. On error, every caller of the batch is answered UNAVAILABLE (but
+    /// those already refused, who keep their answer).
+    fn commit(&mut self, mut groups: Vec<Group>) -> Result<(), FatalError> {
         let started = std::time::Instant::now();
         // Where each answer goes once the batch is durable: (group, slot, target).
         let mut targets: Vec<(usize, usize, Target)> = Vec::new();
@@ -642,13 +445,8 @@ impl Committer {
         let integrated_at = now_ms().max(self.last_integrated_ms);
         let base = self.writer.size();
         let index = self.index.clone();
-        let read = WithInFlight {
-            in_flight: self.in_flight.as_deref(),
-            index: &index,
-        };
-        // Every statement of the batch sees the effects of those before it, and of the
-        // commit in flight.
-        let mut state = Overlay::new(&read);
+        // Every statement of the batch sees the effects of those before it.
+        let mut state = Overlay::new(&index);
         let storage_failure = || SubmitError::Unavailable("storage failure".into());
 
         // 1. Deduplicate against the log and within the batch, check the ledger rules, and
@@ -729,11 +527,12 @@ impl Committer {
                 ));
             }
         }
-        let writes = Arc::new(state.into_writes());
+        let writes = state.into_writes();
 
-        // 2. Write the tiles and sign the checkpoint; the durability thread does the rest.
-        let tiles = match self.append_and_sign(&leaves) {
-            Ok(t) => t,
+        // 2. Make the batch and its checkpoint durable, hand the index writes over, then
+        //    publish.
+        let snapshot = match self.append_and_commit(&leaves, writes, leaf_hashes) {
+            Ok(s) => s,
             Err(e) => {
                 groups.into_iter().for_each(|g| g.fail(storage_failure));
                 return Err(e);
@@ -741,23 +540,64 @@ impl Committer {
         };
         if !leaves.is_empty() {
             self.last_integrated_ms = integrated_at;
+            Metrics::add(&self.metrics.commits, 1);
+            Metrics::add(&self.metrics.committed_entries, leaves.len() as u64);
+            Metrics::add(
+                &self.metrics.commit_micros_total,
+                started.elapsed().as_micros() as u64,
+            );
         }
-        Ok(Staged {
-            tiles,
-            writes,
-            leaf_hashes,
-            groups,
-            targets,
-            started,
-            entries: leaves.len(),
-        })
+
+        // 3. Answer, now that everything is durable.
+        let store = self.writer.store().clone();
+        for (g, slot, target) in targets {
+            let answer = match target {
+                Target::New {
+                    index,
+                    id,
+                    leaf,
+                    leaf_hash,
+                    spent,
+                } => {
+                    Metrics::add(&self.metrics.submissions_accepted, 1);
+                    Ok(Answer::New {
+                        snapshot: snapshot.clone(),
+                        index,
+                        id,
+                        leaf,
+                        leaf_hash,
+                        _spent: spent,
+                    })
+                }
+                Target::Existing(index, id) => {
+                    Metrics::add(&self.metrics.submissions_existing, 1);
+                    receipt(&store, &snapshot, index, id)
+                        .map(Answer::Existing)
+                        .map_err(|e| SubmitError::Internal(e.to_string()))
+                }
+            };
+            if let Some(group) = groups.get_mut(g) {
+                group.answer(slot, answer);
+            }
+        }
+        groups.into_iter().for_each(Group::send);
+        Ok(())
     }
 
-    /// Appends `leaves` to the tiles and signs the checkpoint of the new tree: a commit for
-    /// the durability thread (`None` when there is nothing to append).
-    fn append_and_sign(&mut self, leaves: &[Bytes]) -> Result<Option<PreparedCommit>, FatalError> {
+    /// Appends `leaves`, makes them and their checkpoint durable, hands the batch's index
+    /// writes to the index, and only then publishes the new tree: a reader who sees the new
+    /// checkpoint also sees its entries in the index (as pending writes at least), so nothing
+    /// built for that checkpoint (a bundle, a page, both cached per checkpoint) can miss them.
+    /// The index follows the log, never leads it: the writes go in after the checkpoint is
+    /// durable.
+    fn append_and_commit(
+        &mut self,
+        leaves: &[Bytes],
+        writes: BTreeMap<Vec<u8>, Vec<u8>>,
+        leaf_hashes: Vec<(Hash, u64)>,
+    ) -> Result<Arc<Snapshot>, FatalError> {
         if leaves.is_empty() {
-            return Ok(None);
+            return Ok(self.writer.store().snapshot());
         }
         let root = self.writer.append(leaves)?;
         let checkpoint = Checkpoint {
@@ -769,7 +609,13 @@ impl Committer {
         let note = checkpoint
             .sign(&self.signer)
             .map_err(|e| FatalError::Sign(e.to_string()))?;
-        Ok(Some(self.writer.prepare(note, root)))
+        let mut prepared = self.writer.prepare(note, root);
+        prepared.make_durable()?;
+        // The applier writes these while the next batch commits; until then readers see
+        // them as pending.
+        self.index
+            .apply_later(writes, leaf_hashes, prepared.size())?;
+        Ok(prepared.publish())
     }
 }
 

@@ -8,10 +8,10 @@
 //!   checkpoint as a [`PreparedCommit`], whose `make_durable` writes the checkpoint to a
 //!   temporary file, syncs it with every file and directory the batch wrote, all at once
 //!   (file data fdatasync'ed, new directory entries fsync'ed), swaps it into place and fsyncs
-//!   its directory; only its `publish` shows readers the new tree. The writer may append the
-//!   next batch meanwhile; prepared commits are made durable and published in order
-//!   ([`TileWriter::commit`] does all three at once). An error is fatal to the writer: the
-//!   caller must stop sequencing and reopen, since the disk may be ahead of the checkpoint.
+//!   its directory; only its `publish` shows readers the new tree (the sequencer hands the
+//!   batch's index writes over in between; [`TileWriter::commit`] does all three at once).
+//!   An error is fatal to the writer: the caller must stop sequencing and reopen, since the
+//!   disk may be ahead of the checkpoint.
 //! - The checkpoint file is the commit point. At [`TileStore::open`] everything beyond the
 //!   checkpoint's size is deleted, the right edge is rebuilt from the partial bundle and the
 //!   full tiles below each level's edge, and the root it gives must equal the signed root, so
@@ -898,9 +898,9 @@ impl TileWriter {
 
     /// Ends the batch appended since the last call: what [`TileWriter::append`] wrote, with
     /// `checkpoint` (the signed note for the current size and `root`), becomes a
-    /// [`PreparedCommit`] to make durable and publish, while this writer goes on appending the
-    /// next batch. Prepared commits must be made durable and published in the order they were
-    /// prepared, each after the one before.
+    /// [`PreparedCommit`] to make durable and publish. Prepared commits must be made durable
+    /// and published in the order they were prepared, each after the one before (the files
+    /// of a later batch all lie beyond an earlier one's size).
     pub fn prepare(&mut self, checkpoint: String, root: Hash) -> PreparedCommit {
         let from = self.prepared_size;
         self.prepared_size = self.size;
