@@ -613,3 +613,23 @@ async fn reflection_names_the_ledger_service() {
     };
     assert_status(health.check(request).await, Code::NotFound, "");
 }
+
+/// A second node on a serving node's data directory refuses to start (the first holds the
+/// directory's `LOCK` for as long as it runs, not just while opening it), and the first keeps
+/// serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_on_a_serving_directory_refuses_to_start() {
+    let node = TestNode::start().await;
+    let log_key = node.verifier().await;
+    let mut client = node.client().await;
+    let key = generate_signing_key();
+    client.submit(declaration(&key, "first")).await.unwrap();
+    let refused = crate::util::tiles::refused_start(node.data_dir()).await;
+    assert!(
+        refused.contains("another fairtrail-node"),
+        "the second node names the reason: {refused}"
+    );
+    let envelope = harvest(&key, "still served");
+    let answer = client.submit(envelope.clone()).await.unwrap();
+    check_receipt(answer.receipt.as_ref().unwrap(), &envelope, &key, &log_key);
+}

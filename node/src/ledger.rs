@@ -35,13 +35,23 @@ const STREAM_IN_FLIGHT: usize = 4096;
 /// The most envelopes of one stream handed to the sequencer as one submission.
 const STREAM_GATHER: usize = 256;
 
+/// How a stream of requests went on after the requests [`gather`] took.
+enum Then {
+    /// It may hold more.
+    More,
+    /// It ended.
+    Ended,
+    /// It failed (the requests taken before are still submitted).
+    Failed(Status),
+}
+
 /// `first` and whatever else the stream already holds, without waiting, up to
-/// [`STREAM_GATHER`] requests; and the stream's error if it failed meanwhile (the requests
-/// before it are still submitted).
+/// [`STREAM_GATHER`] requests; and whether the stream ended or failed meanwhile (it is not
+/// polled again after either).
 async fn gather(
     first: proto::SubmitStreamRequest,
     requests: &mut Streaming<proto::SubmitStreamRequest>,
-) -> (Vec<proto::SubmitStreamRequest>, Option<Status>) {
+) -> (Vec<proto::SubmitStreamRequest>, Then) {
     let mut gathered = vec![first];
     while gathered.len() < STREAM_GATHER {
         let ready = std::future::poll_fn(|cx| {
@@ -53,12 +63,13 @@ async fn gather(
         .await;
         match ready {
             Some(Some(Ok(req))) => gathered.push(req),
-            Some(Some(Err(s))) => return (gathered, Some(s)),
-            // Nothing more yet, or the end of the stream (seen again by the caller).
-            Some(None) | None => break,
+            Some(Some(Err(s))) => return (gathered, Then::Failed(s)),
+            Some(None) => return (gathered, Then::Ended),
+            // Nothing more yet.
+            None => break,
         }
     }
-    (gathered, None)
+    (gathered, Then::More)
 }
 
 impl Ledger {
@@ -306,11 +317,13 @@ impl LedgerService for Ledger {
             tokio::sync::mpsc::channel::<Result<proto::SubmitStreamResponse, Status>>(1024);
         tokio::spawn(async move {
             let mut pending = tokio::task::JoinSet::new();
+            // The stream's error, sent after every answer owed (the response ends with it).
+            let mut failure = None;
             loop {
                 tokio::select! {
                     next = requests.next() => match next {
                         Some(Ok(first)) => {
-                            let (gathered, failure) = gather(first, &mut requests).await;
+                            let (gathered, then) = gather(first, &mut requests).await;
                             let Ok(count) = u32::try_from(gathered.len()) else { break };
                             let Ok(permit) = in_flight.clone().acquire_many_owned(count).await else { break };
                             let mut envelopes = Vec::with_capacity(gathered.len());
@@ -345,13 +358,17 @@ impl LedgerService for Ledger {
                                     }
                                 }
                             });
-                            if let Some(s) = failure {
-                                let _ = tx.send(Err(s)).await;
-                                break;
+                            match then {
+                                Then::More => {}
+                                Then::Ended => break,
+                                Then::Failed(s) => {
+                                    failure = Some(s);
+                                    break;
+                                }
                             }
                         }
                         Some(Err(s)) => {
-                            let _ = tx.send(Err(s)).await;
+                            failure = Some(s);
                             break;
                         }
                         None => break,
@@ -360,6 +377,9 @@ impl LedgerService for Ledger {
                 }
             }
             while pending.join_next().await.is_some() {}
+            if let Some(s) = failure {
+                let _ = tx.send(Err(s)).await;
+            }
         });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),

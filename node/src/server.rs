@@ -43,7 +43,7 @@ pub struct Node {
     pub signer: NoteSigner,
     writer: TileWriter,
     /// Held for the node's life: a second node on the same directory would corrupt it.
-    _lock: fs::File,
+    lock: fs::File,
 }
 
 /// Reads (or, for a new data directory, creates) the log key and origin. Safe to race with
@@ -156,7 +156,7 @@ impl Node {
             index,
             signer,
             writer,
-            _lock: lock,
+            lock,
         })
     }
 
@@ -166,7 +166,7 @@ impl Node {
         queue: usize,
         metrics: Arc<Metrics>,
         limits: &Limits,
-    ) -> anyhow::Result<(Sequencer, SequencerHandle, Arc<TileStore>, Index, String)> {
+    ) -> anyhow::Result<Started> {
         let verifier_key = self.signer.verifier().to_text();
         let (sequencer, handle) = Sequencer::start(
             self.writer,
@@ -177,8 +177,26 @@ impl Node {
             limits.admission.clone(),
             RateLimiter::new(limits.rate_per_key, limits.rate_per_key.saturating_mul(5)),
         )?;
-        Ok((sequencer, handle, self.store, self.index, verifier_key))
+        Ok(Started {
+            sequencer,
+            handle,
+            store: self.store,
+            index: self.index,
+            verifier_key,
+            lock: self.lock,
+        })
     }
+}
+
+/// A node whose sequencer runs.
+pub struct Started {
+    pub sequencer: Sequencer,
+    pub handle: SequencerHandle,
+    pub store: Arc<TileStore>,
+    pub index: Index,
+    pub verifier_key: String,
+    /// The data directory's `LOCK`: to be held until the sequencer has stopped.
+    pub lock: fs::File,
 }
 
 /// Brings the state level with the log: first the statement-id and leaf-hash indexes (they
@@ -383,8 +401,16 @@ pub async fn run(
     let node = Node::open(&config)?;
     on_ready();
     let metrics = Arc::new(Metrics::default());
-    let (sequencer, handle, store, index, verifier_key) =
-        node.start(config.queue, metrics.clone(), &config.limits)?;
+    let Started {
+        sequencer,
+        handle,
+        store,
+        index,
+        verifier_key,
+        lock: _lock,
+    } = node.start(config.queue, metrics.clone(), &config.limits)?;
+    // `_lock` is held to the end of this function: until the sequencer has stopped and the
+    // index is flushed, no other node may open this directory.
     let Sequencer { threads, fatal } = sequencer;
 
     let limits = &config.limits;

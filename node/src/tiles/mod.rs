@@ -898,10 +898,8 @@ impl TileWriter {
 
     /// Ends the batch appended since the last call: what [`TileWriter::append`] wrote, with
     /// `checkpoint` (the signed note for the current size and `root`), becomes a
-    /// [`PreparedCommit`] to make durable and publish. Prepared commits must be made durable
-    /// and published in the order they were prepared, each after the one before (the files
-    /// of a later batch all lie beyond an earlier one's size).
-    pub fn prepare(&mut self, checkpoint: String, root: Hash) -> PreparedCommit {
+    /// [`PreparedCommit`] to make durable and publish.
+    pub fn prepare(&mut self, checkpoint: String, root: Hash) -> PreparedCommit<'_> {
         let from = self.prepared_size;
         self.prepared_size = self.size;
         PreparedCommit {
@@ -918,13 +916,16 @@ impl TileWriter {
                 bundle: self.bundle.clone(),
             }),
             from,
+            _writer: std::marker::PhantomData,
         }
     }
 }
 
 /// A batch of the log written by [`TileWriter::append`] and closed by
-/// [`TileWriter::prepare`], not yet durable nor visible to readers.
-pub struct PreparedCommit {
+/// [`TileWriter::prepare`], not yet durable nor visible to readers. It holds its writer
+/// (nothing is appended until it is published or dropped), so commits happen one at a time,
+/// in order, and never outlive the writer that owns the directory.
+pub struct PreparedCommit<'w> {
     store: Arc<TileStore>,
     syncer: Arc<Syncer>,
     spares: Arc<SparePool>,
@@ -934,9 +935,10 @@ pub struct PreparedCommit {
     snapshot: Arc<Snapshot>,
     /// The size before this batch.
     from: u64,
+    _writer: std::marker::PhantomData<&'w mut TileWriter>,
 }
 
-impl PreparedCommit {
+impl PreparedCommit<'_> {
     /// The log's size with this batch.
     pub fn size(&self) -> u64 {
         self.snapshot.size
