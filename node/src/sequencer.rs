@@ -211,23 +211,12 @@ impl SequencerHandle {
                 leaf,
                 leaf_hash,
                 _spent,
-            } => {
-                let proof = self
-                    .store
-                    .prove_inclusion(&snapshot, index, snapshot.size)
-                    .map_err(|e| SubmitError::Internal(e.to_string()))?;
-                Ok(Accepted {
-                    receipt: proto::EntryReceipt {
-                        index,
-                        statement_id: id.as_bytes().to_vec(),
-                        leaf_hash: leaf_hash.to_vec(),
-                        leaf: leaf.to_vec(),
-                        checkpoint: snapshot.checkpoint.clone(),
-                        inclusion_proof: proof.iter().map(|h| h.to_vec()).collect(),
-                    },
+            } => receipt_of(&self.store, &snapshot, index, id, &leaf, leaf_hash)
+                .map(|receipt| Accepted {
+                    receipt,
                     existing: false,
                 })
-            }
+                .map_err(|e| SubmitError::Internal(e.to_string())),
         }
     }
 }
@@ -653,11 +642,30 @@ pub fn receipt(
     statement_id: StatementId,
 ) -> Result<proto::EntryReceipt, StoreError> {
     let leaf = store.leaf(snapshot, index)?;
+    receipt_of(
+        store,
+        snapshot,
+        index,
+        statement_id,
+        &leaf,
+        leaf_hash(&leaf),
+    )
+}
+
+/// The receipt for the entry at `index`, whose leaf (and its hash) the caller has.
+fn receipt_of(
+    store: &TileStore,
+    snapshot: &Snapshot,
+    index: u64,
+    statement_id: StatementId,
+    leaf: &[u8],
+    leaf_hash: Hash,
+) -> Result<proto::EntryReceipt, StoreError> {
     let proof = store.prove_inclusion(snapshot, index, snapshot.size)?;
     Ok(proto::EntryReceipt {
         index,
         statement_id: statement_id.as_bytes().to_vec(),
-        leaf_hash: leaf_hash(&leaf).to_vec(),
+        leaf_hash: leaf_hash.to_vec(),
         leaf: leaf.to_vec(),
         checkpoint: snapshot.checkpoint.clone(),
         inclusion_proof: proof.iter().map(|h: &Hash| h.to_vec()).collect(),
