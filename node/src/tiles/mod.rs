@@ -191,29 +191,22 @@ impl Syncer {
                 sync,
                 done: done.clone(),
             };
-            match &self.jobs {
-                Some(jobs) => match jobs.send(job) {
-                    Ok(()) => queued += 1,
-                    Err(std::sync::mpsc::SendError(job)) => {
-                        let outcome = (job.sync)(&job.file);
-                        failure = failure.or(outcome.err().map(|e| io_err(&job.path)(e)));
-                    }
-                },
-                None => {
-                    let outcome = (job.sync)(&job.file);
-                    failure = failure.or(outcome.err().map(|e| io_err(&job.path)(e)));
-                }
+            let sent = match &self.jobs {
+                Some(jobs) => jobs.send(job).map_err(|e| e.0),
+                None => Err(job),
+            };
+            match sent {
+                Ok(()) => queued += 1,
+                Err(job) => failure = failure.or(synced(&job.path, (job.sync)(&job.file))),
             }
         }
         drop(done);
         if let Some((path, file, sync)) = first {
-            failure = failure.or(sync(&file).err().map(|e| io_err(&path)(e)));
+            failure = failure.or(synced(&path, sync(&file)));
         }
         for _ in 0..queued {
             match outcomes.recv() {
-                Ok((path, outcome)) => {
-                    failure = failure.or(outcome.err().map(|e| io_err(&path)(e)));
-                }
+                Ok((path, outcome)) => failure = failure.or(synced(&path, outcome)),
                 // A sync thread died with its job: the file's state is unknown.
                 Err(_) => {
                     failure = failure.or(Some(StoreError::Io {
@@ -226,6 +219,11 @@ impl Syncer {
         }
         failure.map_or(Ok(()), Err)
     }
+}
+
+/// The error of a sync of `path`, if it failed.
+fn synced(path: &Path, outcome: std::io::Result<()>) -> Option<StoreError> {
+    outcome.err().map(io_err(path))
 }
 
 impl Drop for Syncer {
