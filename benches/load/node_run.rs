@@ -70,9 +70,15 @@ impl NodeRun<'_> {
 
         // 2. Ingest.
         let (u, s) = (args.unary, args.stream);
+        let http = server
+            .http
+            .clone()
+            .ok_or_else(|| anyhow!("the node gave no HTTP address"))?;
+        let before = http::commit_counters(&http).await?;
         let cpu_before = CpuMark::now(&server);
         let unary = grpc::unary(&url, args.clients, self.harvests[..u].to_vec()).await?;
         cpu_before.report(r, "unary", &server, u);
+        commit_rows(r, "node unary Submit", before, &http, &unary).await?;
         ratio(
             r,
             "node unary Submit, durable",
@@ -81,10 +87,6 @@ impl NodeRun<'_> {
             Goal::RatioAtLeast(0.5),
         );
         latencies(r, "node unary Submit", &unary);
-        let http = server
-            .http
-            .clone()
-            .ok_or_else(|| anyhow!("the node gave no HTTP address"))?;
         let before = http::commit_counters(&http).await?;
         let cpu_before = CpuMark::now(&server);
         let stream = grpc::streaming(
@@ -95,27 +97,7 @@ impl NodeRun<'_> {
         )
         .await?;
         cpu_before.report(r, "streaming", &server, s);
-        let after = http::commit_counters(&http).await?;
-        let (commits, entries, micros) =
-            (after.0 - before.0, after.1 - before.1, after.2 - before.2);
-        r.add(
-            "node SubmitStream: entries per group commit",
-            "entry",
-            entries / commits.max(1.0),
-            Goal::None,
-        );
-        r.add(
-            "node SubmitStream: time per group commit",
-            "ms",
-            micros / commits.max(1.0) / 1000.0,
-            Goal::None,
-        );
-        r.add(
-            "node SubmitStream: share of the time committing",
-            "%",
-            100.0 * micros / 1e6 / stream.elapsed.as_secs_f64(),
-            Goal::None,
-        );
+        commit_rows(r, "node SubmitStream", before, &http, &stream).await?;
         let (rss, _, _) = server.memory()?;
         r.add(
             &format!("node RSS at {}k entries", (u + s) / 1000),
@@ -281,6 +263,37 @@ impl NodeRun<'_> {
         drop(client);
         server.stop()
     }
+}
+
+/// Rows on the group commits of a phase, from the node's counters before and after it.
+async fn commit_rows(
+    r: &mut Results,
+    name: &str,
+    before: (f64, f64, f64),
+    http: &str,
+    phase: &Phase,
+) -> anyhow::Result<()> {
+    let after = http::commit_counters(http).await?;
+    let (commits, entries, micros) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    r.add(
+        &format!("{name}: entries per group commit"),
+        "entry",
+        entries / commits.max(1.0),
+        Goal::None,
+    );
+    r.add(
+        &format!("{name}: time per group commit"),
+        "ms",
+        micros / commits.max(1.0) / 1000.0,
+        Goal::None,
+    );
+    r.add(
+        &format!("{name}: share of the time committing"),
+        "%",
+        100.0 * micros / 1e6 / phase.elapsed.as_secs_f64(),
+        Goal::None,
+    );
+    Ok(())
 }
 
 fn ratio(r: &mut Results, name: &str, phase: &Phase, baseline: &str, goal: Goal) {

@@ -244,6 +244,7 @@ impl Settings {
                         .or(file.state_run_kb)
                         .map_or(defaults.state_run_bytes, |kb| kb.saturating_mul(1024))
                         .max(1),
+                    ..defaults
                 }
             },
             tls: match (

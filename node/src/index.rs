@@ -14,11 +14,16 @@
 //!
 //! # Contract
 //! - Never ahead of the log: the sequencer applies a batch only after the log made it durable.
-//! - The ledger state (sled and the state store) moves as one: each batch goes durably into
-//!   the state store's write-ahead log first, then into sled atomically with `m/applied`, and
-//!   sled is flushed before the state store writes a run (and empties its log). So at open
-//!   the state store can always be brought exactly to sled's mark; if it cannot (a damaged
-//!   file), both are rebuilt from the log.
+//! - The ledger state (sled and the state store) moves as one: each batch goes into the state
+//!   store's write-ahead log first; sled's part of a batch goes in atomically with `m/applied`,
+//!   and only after the write-ahead log is synced; sled is flushed before the state store
+//!   writes a run (and empties its log). So at open the state store can always be brought
+//!   exactly to sled's mark; if it cannot (a damaged file), both are rebuilt from the log.
+//! - A batch that writes nothing to sled (most: a harvest's records are all per entry) moves
+//!   neither sled's mark nor syncs the write-ahead log, unless the mark is [`MARK_EVERY`] old:
+//!   a sync and a sled write per batch were most of the applier's cost. After a crash the
+//!   entries past the mark are replayed from the log, as they were before for sled's own
+//!   background flush.
 //! - Not durable on its own (sled flushes in the background, the hash indexes write runs
 //!   every so many entries): after a crash each part may lag the log, and says from where
 //!   to replay. Replaying is idempotent.
@@ -38,6 +43,9 @@ use crate::hashindex::{HashIndex, HashIndexError, HashIndexStats};
 use crate::statestore::{StateStore, StateStoreError, StateStoreStats};
 
 const APPLIED_KEY: &[u8] = b"m/applied";
+/// How long sled's applied mark may stay behind the ledger state (batches that write nothing
+/// else to sled leave it): what a crash costs in entries to replay, never anything lost.
+pub const MARK_EVERY: Duration = Duration::from_millis(250);
 /// Which layout the sled tree has. A tree without it (or with another) is rebuilt from the log.
 const FORMAT_KEY: &[u8] = b"m/format";
 /// 2: statement ids and leaf hashes moved from sled to the hash indexes.
@@ -82,6 +90,14 @@ struct Stores {
     state: StateStore,
     ids: HashIndex,
     leaves: HashIndex,
+    /// When sled's applied mark was last moved, and to where.
+    mark: Arc<Mutex<Mark>>,
+    mark_every: Duration,
+}
+
+struct Mark {
+    at: u64,
+    moved: std::time::Instant,
 }
 
 /// One group commit's writes, handed to the applier and not yet in the stores.
@@ -175,6 +191,8 @@ pub struct IndexOptions {
     pub hash_run_entries: usize,
     /// Bytes of records the state store holds in memory before it writes them out as a run.
     pub state_run_bytes: usize,
+    /// How long sled's applied mark may stay behind ([`MARK_EVERY`]).
+    pub mark_every: Duration,
 }
 
 impl Default for IndexOptions {
@@ -183,6 +201,7 @@ impl Default for IndexOptions {
             cache_mb: DEFAULT_CACHE_MB,
             hash_run_entries: crate::hashindex::DEFAULT_FLUSH_EVERY,
             state_run_bytes: crate::statestore::DEFAULT_RUN_BYTES,
+            mark_every: MARK_EVERY,
         }
     }
 }
@@ -208,6 +227,11 @@ impl Index {
             tree,
             ids: HashIndex::open_with(&hashes, "ids", options.hash_run_entries)?,
             leaves: HashIndex::open_with(&hashes, "leaves", options.hash_run_entries)?,
+            mark: Arc::new(Mutex::new(Mark {
+                at: applied,
+                moved: std::time::Instant::now(),
+            })),
+            mark_every: options.mark_every,
         };
         let format = match stores.tree.get(FORMAT_KEY)? {
             Some(v) => Some(decode_u64(&v, "format")?),
@@ -240,9 +264,10 @@ impl Index {
         })
     }
 
-    /// How many log entries the ledger state (sled and the state store) reflects.
+    /// How many log entries the ledger state (sled and the state store) reflects: as
+    /// written, whether or not sled's mark has caught up (it does by [`Index::flush`]).
     pub fn applied(&self) -> Result<u64, IndexError> {
-        sled_applied(&self.stores.tree)
+        Ok(self.stores.state.applied())
     }
 
     /// How many log entries the statement-id and leaf-hash indexes reflect: each may lag
@@ -422,6 +447,7 @@ impl Index {
     /// background).
     pub fn flush(&self) -> Result<(), IndexError> {
         self.wait_applied()?;
+        self.stores.move_mark()?;
         self.stores.db.flush()?;
         self.stores.ids.flush()?;
         self.stores.leaves.flush()?;
@@ -461,6 +487,7 @@ impl Stores {
         applied: u64,
     ) -> Result<(), IndexError> {
         let mut batch = sled::Batch::default();
+        let mut in_sled = false;
         let mut ids = Vec::new();
         let mut state = Vec::new();
         for (k, v) in writes {
@@ -470,12 +497,26 @@ impl Stores {
                 state.push((k.as_slice(), v.as_slice()));
             } else {
                 batch.insert(k.as_slice(), v.as_slice());
+                in_sled = true;
             }
         }
         self.state.apply(state, applied)?;
-        batch.insert(APPLIED_KEY, &applied.to_be_bytes());
-        self.tree.apply_batch(batch)?;
-        if self.state.wants_flush() {
+        let flush = self.state.wants_flush();
+        {
+            let mut mark = self.lock_mark()?;
+            if in_sled || flush || mark.moved.elapsed() >= self.mark_every {
+                // sled's part, and its mark, only once the state store holds the same
+                // durably.
+                self.state.sync()?;
+                batch.insert(APPLIED_KEY, &applied.to_be_bytes());
+                self.tree.apply_batch(batch)?;
+                *mark = Mark {
+                    at: applied,
+                    moved: std::time::Instant::now(),
+                };
+            }
+        }
+        if flush {
             // The state store's write-ahead log is emptied by its flush: sled must hold
             // everything up to here durably before.
             self.db.flush()?;
@@ -483,6 +524,27 @@ impl Stores {
         }
         self.ids.insert(&ids, applied)?;
         self.leaves.insert(leaves, applied)?;
+        Ok(())
+    }
+
+    fn lock_mark(&self) -> Result<std::sync::MutexGuard<'_, Mark>, IndexError> {
+        self.mark
+            .lock()
+            .map_err(|_| IndexError::Applier("the applied mark is poisoned".into()))
+    }
+
+    /// Moves sled's mark to where the ledger state is (the write-ahead log synced first).
+    fn move_mark(&self) -> Result<(), IndexError> {
+        let mut mark = self.lock_mark()?;
+        let applied = self.state.applied();
+        if mark.at != applied {
+            self.state.sync()?;
+            self.tree.insert(APPLIED_KEY, &applied.to_be_bytes())?;
+            *mark = Mark {
+                at: applied,
+                moved: std::time::Instant::now(),
+            };
+        }
         Ok(())
     }
 
@@ -499,9 +561,14 @@ impl Stores {
     /// Forgets the ledger state: the state store first, so that a crash in between leaves
     /// sled ahead of it (rebuilt at open), never the other way round unnoticed.
     fn clear_state(&self) -> Result<(), IndexError> {
+        let mut mark = self.lock_mark()?;
         self.state.clear()?;
         self.tree.clear()?;
         self.tree.insert(FORMAT_KEY, &FORMAT.to_be_bytes())?;
+        *mark = Mark {
+            at: 0,
+            moved: std::time::Instant::now(),
+        };
         // Durably, before anything new reaches the state store's write-ahead log.
         self.db.flush()?;
         Ok(())
@@ -565,6 +632,10 @@ fn start_applier(
                 }
                 drop(failure);
                 thread_shared.progress.notify_all();
+            }
+            // The last handle is gone: bring sled's mark level, so a restart replays nothing.
+            if let Err(e) = stores.move_mark() {
+                tracing::warn!(error = %e, "moving the index's applied mark at shutdown failed; entries past it are replayed at the next start");
             }
         })?;
     Ok(ApplierHandle {
@@ -828,6 +899,87 @@ mod tests {
         assert_eq!(
             index.list(&[prefix::BY_PARTICIPANT, 7]).expect("a list"),
             Vec::<u64>::new()
+        );
+    }
+
+    /// sled's mark as stored (not the ledger state's own, which [`Index::applied`] gives).
+    fn sled_mark(index: &Index) -> u64 {
+        sled_applied(&index.stores.tree).expect("the mark")
+    }
+
+    #[test]
+    fn sleds_mark_moves_with_sled_writes_and_at_flush_and_the_state_store_is_durable_to_it() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("index");
+        let options = IndexOptions {
+            mark_every: Duration::from_secs(3600),
+            ..IndexOptions::default()
+        };
+        {
+            let index = Index::open_with(&path, options).expect("the index opens");
+            // Only per-entry records (the state store, the hash indexes): the mark stays.
+            let (writes, leaves) = batch(0..4);
+            index.apply_later(writes, leaves, 4).expect("handed over");
+            index.wait_applied().expect("applied");
+            assert_eq!(index.applied().expect("the mark"), 4);
+            assert_eq!(sled_mark(&index), 0);
+            // A participant record (sled) goes in with its mark, the write-ahead log synced
+            // before.
+            let (mut writes, leaves) = batch(4..6);
+            writes.insert(vec![prefix::IDENTITY, 9], b"participant".to_vec());
+            index.apply_later(writes, leaves, 6).expect("handed over");
+            index.wait_applied().expect("applied");
+            assert_eq!(sled_mark(&index), 6);
+            let (writes, leaves) = batch(6..9);
+            index.apply_later(writes, leaves, 9).expect("handed over");
+            index.wait_applied().expect("applied");
+            assert_eq!(sled_mark(&index), 6);
+            index.flush().expect("flushed");
+            assert_eq!(sled_mark(&index), 9);
+        }
+        let index = Index::open_with(&path, options).expect("the index reopens");
+        assert_eq!(index.applied().expect("the mark"), 9);
+        assert_eq!(
+            index.list(&[prefix::BY_PARTICIPANT, 7]).expect("a list"),
+            (0..9).collect::<Vec<u64>>()
+        );
+    }
+
+    #[test]
+    fn a_mark_left_behind_reopens_at_the_mark_for_the_log_to_replay() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("index");
+        let options = IndexOptions {
+            mark_every: Duration::from_secs(3600),
+            ..IndexOptions::default()
+        };
+        {
+            let index = Index::open_with(&path, options).expect("the index opens");
+            let (mut writes, leaves) = batch(0..3);
+            writes.insert(vec![prefix::IDENTITY, 9], b"participant".to_vec());
+            index.apply_later(writes, leaves, 3).expect("handed over");
+            // Written alone, not grouped with the next batch.
+            index.wait_applied().expect("applied");
+            let (writes, leaves) = batch(3..8);
+            index.apply_later(writes, leaves, 8).expect("handed over");
+            index.wait_applied().expect("applied");
+            assert_eq!(sled_mark(&index), 3);
+            // As at a crash: sled durable as it is, the mark at 3 (no flush of the index,
+            // which would move it).
+            index.stores.db.flush().expect("sled flushed");
+            let mut mark = index.stores.lock_mark().expect("the mark");
+            mark.at = 8; // the applier's last act, moving the mark, is then a no-op
+        }
+        let index = Index::open_with(&path, options).expect("the index reopens");
+        // The state store is cut to sled's mark; the log replays the rest.
+        assert_eq!(index.applied().expect("the mark"), 3);
+        assert_eq!(
+            index.list(&[prefix::BY_PARTICIPANT, 7]).expect("a list"),
+            vec![0, 1, 2]
+        );
+        assert_eq!(
+            StateRead::get(&index, &[prefix::IDENTITY, 9]).expect("a read"),
+            Some(b"participant".to_vec())
         );
     }
 

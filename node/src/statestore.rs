@@ -5,18 +5,18 @@
 //! # Why not sled
 //! These records are written once or twice per entry, millions of them; in sled they set the
 //! pace of ingest, its memory grows with what it has written whatever its cache, and its files
-//! grow several times larger than the log (BENCHMARKS.md). Here a batch costs one append and
-//! one fdatasync of the write-ahead log; memory holds the memtable, a Bloom filter and one
-//! fence key per 16 KiB of runs.
+//! grow several times larger than the log (BENCHMARKS.md). Here a batch costs one append to
+//! the write-ahead log, synced when the caller needs it durable; memory holds the memtable, a
+//! Bloom filter and one fence key per 16 KiB of runs.
 //!
 //! # Contract
 //! - Keys are byte strings up to 65,535 bytes; a batch's writes, encoded, up to 1 GiB (so a
 //!   value up to a little under 1 GiB). A key written
 //!   again replaces its value (the newest wins). Nothing is ever deleted but by [`StateStore::clear`].
 //! - Each batch covers log entries `[from, to)` and is applied in log order. [`StateStore::apply`]
-//!   returns once the batch is durable in the write-ahead log: the caller (the index) writes
-//!   the rest of the ledger state to sled only after, so sled's durable mark never passes the
-//!   store's.
+//!   appends it to the write-ahead log without syncing; [`StateStore::sync`] makes every batch
+//!   so far durable. The caller (the index) syncs before it moves sled's mark, so sled's
+//!   durable mark never passes the store's.
 //! - Runs are durable before the write-ahead log is emptied, and a merged run before its
 //!   sources are deleted: the store cannot be rebuilt but from the log, from entry 0.
 //! - [`StateStore::open`] takes the mark the rest of the ledger state reached (`limit`) and
@@ -200,13 +200,20 @@ impl StateStore {
         self.inner.shared.scan_prefix(prefix)
     }
 
-    /// Writes the batch of entries `[applied, to)` durably (write-ahead log, fdatasync) and
-    /// makes it visible. A batch ending at or before [`StateStore::applied`] is skipped.
+    /// Writes the batch of entries `[applied, to)` to the write-ahead log (not synced: see
+    /// [`StateStore::sync`]) and makes it visible. A batch ending at or before
+    /// [`StateStore::applied`] is skipped.
     pub fn apply<'a, I>(&self, writes: I, to: u64) -> Result<(), StateStoreError>
     where
         I: IntoIterator<Item = (&'a [u8], &'a [u8])>,
     {
         self.inner.shared.apply(writes, to)
+    }
+
+    /// Makes every batch applied so far durable (one fdatasync of the write-ahead log, none
+    /// if nothing was appended since the last).
+    pub fn sync(&self) -> Result<(), StateStoreError> {
+        lock(&self.inner.shared.wal).sync()
     }
 
     /// Whether the memtable has reached its size: the caller makes the rest of the ledger
@@ -256,9 +263,21 @@ struct Wal {
     path: PathBuf,
     file: File,
     len: u64,
+    /// Records appended since the last sync.
+    unsynced: bool,
 }
 
 impl Wal {
+    fn sync(&mut self) -> Result<(), StateStoreError> {
+        if self.unsynced {
+            self.file
+                .sync_data()
+                .map_err(io_error(&self.path, "syncing the write-ahead log"))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
     /// Truncates the log to nothing, durably.
     fn empty(&mut self) -> Result<(), StateStoreError> {
         self.file
@@ -266,6 +285,7 @@ impl Wal {
             .and_then(|()| self.file.sync_data())
             .map_err(io_error(&self.path, "emptying the write-ahead log"))?;
         self.len = 0;
+        self.unsynced = false;
         Ok(())
     }
 }
@@ -324,6 +344,7 @@ impl Shared {
                 path: wal_path,
                 file,
                 len: keep,
+                unsynced: false,
             }),
             state: RwLock::new(State {
                 active,
@@ -397,9 +418,9 @@ impl Shared {
         let record = encode_wal_record(from, to, &items)?;
         let at = wal.len;
         let path = wal.path.clone();
+        wal.unsynced = true;
         wal.file
             .write_all_at(&record, at)
-            .and_then(|()| wal.file.sync_data())
             .map_err(io_error(&path, "appending to the write-ahead log"))?;
         wal.len = at + record.len() as u64;
         let mut state = write(&self.state);
