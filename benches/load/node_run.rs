@@ -330,7 +330,7 @@ async fn check_bundle(url: &str, key: &proto::ProductKey, policy: &str) -> anyho
 }
 
 /// The CPU the node's threads and the load generator have used, at the start of a phase.
-struct CpuMark {
+pub(crate) struct CpuMark {
     node: Option<CpuTimes>,
     generator: Option<CpuTimes>,
 }
@@ -344,10 +344,46 @@ const THREAD_GROUPS: [(&str, &[&str]); 4] = [
 ];
 
 impl CpuMark {
-    fn now(server: &Server) -> CpuMark {
+    pub(crate) fn now(server: &Server) -> CpuMark {
         CpuMark {
             node: server.cpu_by_thread(),
             generator: cpu_by_thread(std::process::id()),
+        }
+    }
+
+    /// Rows of CPU microseconds per request over the phase since this mark, for the server
+    /// (any, all its threads) and for the load generator, named `{name} {what} CPU per
+    /// request`. Nothing where `/proc` is missing.
+    pub(crate) fn report_totals(
+        &self,
+        r: &mut Results,
+        name: &str,
+        server: &Server,
+        requests: usize,
+    ) {
+        let total = |before: &Option<CpuTimes>, after: Option<CpuTimes>| {
+            let (before, after) = (before.as_ref()?, after?);
+            let used: f64 = after
+                .iter()
+                .map(|(name, t)| t - before.get(name).copied().unwrap_or(0.0))
+                .sum();
+            Some(used * 1e6 / requests.max(1) as f64)
+        };
+        for (what, v) in [
+            ("server", total(&self.node, server.cpu_by_thread())),
+            (
+                "load generator",
+                total(&self.generator, cpu_by_thread(std::process::id())),
+            ),
+        ] {
+            if let Some(v) = v {
+                r.add(
+                    &format!("{name}: {what} CPU per request"),
+                    "us",
+                    v,
+                    Goal::None,
+                );
+            }
         }
     }
 

@@ -11,6 +11,7 @@ use fairtrail_client::statement::now_ms;
 
 use crate::chain::Filler;
 use crate::node::{node_binary, Server};
+use crate::node_run::CpuMark;
 use crate::report::{Goal, Results};
 use crate::{baseline, grpc, scale, Args};
 
@@ -169,7 +170,10 @@ fn baselines(
 /// Baseline (b): the no-op service under the same client load as the node.
 async fn noop(args: &Args, harvests: &[proto::Envelope], r: &mut Results) -> anyhow::Result<()> {
     let server = Server::noop()?;
+    let cpu = CpuMark::now(&server);
     let unary = grpc::unary(&server.grpc, args.clients, harvests[..args.unary].to_vec()).await?;
+    cpu.report_totals(r, "(b) no-op tonic, unary", &server, args.unary);
+    let cpu = CpuMark::now(&server);
     let stream = grpc::streaming(
         &server.grpc,
         args.streams,
@@ -177,6 +181,7 @@ async fn noop(args: &Args, harvests: &[proto::Envelope], r: &mut Results) -> any
         harvests[..args.stream].to_vec(),
     )
     .await?;
+    cpu.report_totals(r, "(b) no-op tonic, streaming", &server, args.stream);
     r.add(
         "(b) no-op tonic, unary Submit",
         "req/s",

@@ -237,10 +237,13 @@ impl Drop for Syncer {
 
 /// A pool of spare files in `log/spare/`, named by number.
 ///
-/// Two sources fill it: superseded partial tiles ([`Spares::keep`]), and a background thread
-/// (`spare-maker`) that creates empty files ahead of need whenever the pool runs low, so the
-/// committer renames a file into place instead of allocating an inode on its own time. The
-/// thread ends when the pool is dropped.
+/// Two sources fill it: superseded partial tiles, and empty files created ahead of need
+/// whenever the pool runs low, so the committer renames a file into place instead of
+/// allocating an inode on its own time. Both are the work of a background thread
+/// (`spare-maker`): a commit only names the directories of partial tiles it made superseded
+/// ([`SparePool::retire`]); the thread moves their files into the pool and empties them
+/// (freeing a file's blocks is slow, a discard per extent on some disks), so every spare is
+/// empty. The thread ends when the pool is dropped.
 struct Spares {
     dir: PathBuf,
     pool: Arc<SparePool>,
@@ -250,7 +253,10 @@ struct Spares {
 }
 
 struct SparePool {
+    /// Empty files, ready to be renamed into place.
     files: Mutex<Vec<PathBuf>>,
+    /// Directories of partial tiles whose tile is full, to be emptied into the pool.
+    retired: Mutex<Vec<PathBuf>>,
     /// The number for the next spare's name.
     next: std::sync::atomic::AtomicU64,
 }
@@ -282,13 +288,43 @@ impl SparePool {
         }
     }
 
-    /// Keeps the file at `path` as a spare in `dir` (deletes it if the pool is full). Best
-    /// effort.
+    /// Names directories of partial tiles to empty into the pool (by the maker).
+    fn retire(&self, dirs: Vec<PathBuf>) {
+        if !dirs.is_empty() {
+            let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+            retired.extend(dirs);
+        }
+    }
+
+    /// Moves the files of every retired directory into the pool, emptied, and removes the
+    /// directories. Best effort: what is left behind, the next open ignores.
+    fn empty_retired(&self, dir: &Path) {
+        let dirs = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()));
+        for partials in dirs {
+            if let Ok(entries) = fs::read_dir(&partials) {
+                for entry in entries.flatten() {
+                    self.keep(dir, &entry.path());
+                }
+            }
+            // The writer never writes into it again: the tile is full.
+            let _ = fs::remove_dir_all(&partials);
+        }
+    }
+
+    /// Keeps the file at `path` as a spare in `dir`, emptied (deletes it if the pool is full).
+    /// Best effort.
     fn keep(&self, dir: &Path, path: &Path) {
         if self.len() < MAX_SPARES {
             let spare = self.next_name(dir);
             if fs::rename(path, &spare).is_ok() {
-                if let Err(spare) = self.put(spare) {
+                let emptied = fs::OpenOptions::new()
+                    .write(true)
+                    .open(&spare)
+                    .and_then(|f| f.set_len(0));
+                if let Err(spare) = emptied
+                    .map_err(|_| spare.clone())
+                    .and_then(|()| self.put(spare))
+                {
                     let _ = fs::remove_file(spare);
                 }
                 return;
@@ -302,13 +338,20 @@ impl SparePool {
         dir.join(n.to_string())
     }
 
-    /// The maker's loop: at each wake-up, create empty spares up to [`SPARES_TARGET`]. Best
-    /// effort: a failure stops this round (the committer then creates files itself).
+    /// The maker's loop: at each wake-up, empty the retired directories into the pool, then
+    /// create empty spares up to [`SPARES_TARGET`]. Best effort: a failure stops this round
+    /// (the committer then creates files itself).
     fn make(&self, dir: &Path, wake: std::sync::mpsc::Receiver<()>) {
         while wake.recv().is_ok() {
-            while self.len() < SPARES_TARGET {
+            loop {
+                // Retired directories first, at every step: a wake-up taken below may have
+                // been for them.
+                self.empty_retired(dir);
+                if self.len() >= SPARES_TARGET {
+                    break;
+                }
                 if let Err(std::sync::mpsc::TryRecvError::Disconnected) = wake.try_recv() {
-                    return;
+                    break;
                 }
                 let path = self.next_name(dir);
                 if fs::File::create(&path).is_err() {
@@ -320,6 +363,7 @@ impl SparePool {
                 }
             }
         }
+        self.empty_retired(dir);
     }
 }
 
@@ -354,6 +398,7 @@ impl Spares {
         }
         let pool = Arc::new(SparePool {
             files: Mutex::new(files),
+            retired: Mutex::new(Vec::new()),
             next: std::sync::atomic::AtomicU64::new(next),
         });
         let (wake, woken) = std::sync::mpsc::sync_channel(1);
@@ -905,6 +950,7 @@ impl TileWriter {
             syncer: self.syncer.clone(),
             spares: self.spares.pool.clone(),
             spare_dir: self.spares.dir.clone(),
+            wake_maker: self.spares.maker.as_ref().map(|(wake, _)| wake.clone()),
             unsynced: std::mem::take(&mut self.unsynced),
             snapshot: Arc::new(Snapshot {
                 size: self.size,
@@ -928,6 +974,9 @@ pub struct PreparedCommit<'w> {
     syncer: Arc<Syncer>,
     spares: Arc<SparePool>,
     spare_dir: PathBuf,
+    /// The spare maker, to empty superseded partial tiles into the pool; `None` if it could
+    /// not be started (then done inline).
+    wake_maker: Option<std::sync::mpsc::SyncSender<()>>,
     unsynced: Unsynced,
     /// What readers will see once it is published.
     snapshot: Arc<Snapshot>,
@@ -952,16 +1001,21 @@ impl PreparedCommit<'_> {
     pub fn make_durable(&mut self) -> Result<(), StoreError> {
         let dir = self.store.dir.clone();
         let tmp = dir.join(CHECKPOINT_TMP);
-        // Usually the previous checkpoint's file, swapped out at the last commit: no inode
-        // is created or freed per commit.
-        let mut file = fs::OpenOptions::new()
+        // Usually the previous checkpoint's file, swapped out at the last commit, overwritten
+        // in place: no inode is created or freed per commit, and no block (the length only
+        // changes when the size gains a digit).
+        let file = fs::OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .open(&tmp)
             .map_err(io_err(&tmp))?;
-        file.write_all(self.snapshot.checkpoint.as_bytes())
-            .map_err(io_err(&tmp))?;
+        let note = self.snapshot.checkpoint.as_bytes();
+        use std::os::unix::fs::FileExt;
+        file.write_all_at(note, 0).map_err(io_err(&tmp))?;
+        if file.metadata().map_err(io_err(&tmp))?.len() != note.len() as u64 {
+            file.set_len(note.len() as u64).map_err(io_err(&tmp))?;
+        }
         let unsynced = std::mem::take(&mut self.unsynced);
         let mut syncs: Vec<(PathBuf, fs::File, SyncFn)> = Vec::new();
         syncs.push((tmp.clone(), file, fs::File::sync_data));
@@ -978,18 +1032,18 @@ impl PreparedCommit<'_> {
         sync_dir(&dir)
     }
 
-    /// Shows readers the batch (after [`PreparedCommit::make_durable`]), then moves aside
-    /// the partial bundles it made superseded.
+    /// Shows readers the batch (after [`PreparedCommit::make_durable`]), then has the
+    /// partial bundles it made superseded moved aside (by the spare maker).
     pub fn publish(self) -> Arc<Snapshot> {
         self.store.published.store(self.snapshot.clone());
-        self.delete_superseded_partials();
+        self.retire_superseded_partials();
         self.snapshot
     }
 
     /// Partial bundles of bundles now full (and partial hash tiles an older node wrote, of
-    /// tiles now full). Partial bundles of a bundle still growing are kept. Only tidiness: a
-    /// failure here leaves files the next open ignores.
-    fn delete_superseded_partials(&self) {
+    /// tiles now full) become spares. Partial bundles of a bundle still growing are kept.
+    /// Only tidiness: a failure here leaves files the next open ignores.
+    fn retire_superseded_partials(&self) {
         let dir = &self.store.dir;
         let (from, to) = (self.from, self.snapshot.size);
         let mut kinds: Vec<(TileKind, u64, u64)> = vec![(TileKind::Entries, from, to)];
@@ -1000,18 +1054,21 @@ impl PreparedCommit<'_> {
                 hashes_at(to, level),
             ));
         }
+        let mut retired = Vec::new();
         for (kind, old_count, new_count) in kinds {
             let (old_n, new_n) = (old_count / TILE_WIDTH as u64, new_count / TILE_WIDTH as u64);
-            for n in old_n..new_n {
-                let partials = partial_dir(dir, kind, n);
-                if let Ok(entries) = fs::read_dir(&partials) {
-                    for entry in entries.flatten() {
-                        self.spares.keep(&self.spare_dir, &entry.path());
-                    }
-                }
-                // The writer never writes into it again: the bundle is full.
-                let _ = fs::remove_dir_all(&partials);
+            retired.extend((old_n..new_n).map(|n| partial_dir(dir, kind, n)));
+        }
+        if retired.is_empty() {
+            return;
+        }
+        self.spares.retire(retired);
+        match &self.wake_maker {
+            // Full means a wake-up is already pending.
+            Some(wake) => {
+                let _ = wake.try_send(());
             }
+            None => self.spares.empty_retired(&self.spare_dir),
         }
     }
 }
