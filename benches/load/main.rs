@@ -35,6 +35,12 @@ mod scale;
 #[path = "../common/submit.rs"]
 mod submit;
 
+/// The same allocator as the node's (`fairtrail-node`), so the baselines this process runs
+/// (the no-op service, the load generator's own side) are measured on equal terms.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
