@@ -96,8 +96,31 @@ struct Stores {
 }
 
 struct Mark {
+    /// Where sled's `m/applied` is.
     at: u64,
     moved: std::time::Instant,
+    /// How far the ledger state is written whole: the state store's part and sled's part of
+    /// every batch before it. Never ahead of either, so the mark can always move here.
+    done: u64,
+    /// A batch failed part way: the stores may hold half of it, so the mark stays where it
+    /// is (the entries past it are replayed from the log at the next start).
+    broken: bool,
+}
+
+impl Mark {
+    fn new(at: u64) -> Mark {
+        Mark {
+            at,
+            moved: std::time::Instant::now(),
+            done: at,
+            broken: false,
+        }
+    }
+
+    fn moved_to(&mut self, at: u64) {
+        self.at = at;
+        self.moved = std::time::Instant::now();
+    }
 }
 
 /// One group commit's writes, handed to the applier and not yet in the stores.
@@ -227,10 +250,7 @@ impl Index {
             tree,
             ids: HashIndex::open_with(&hashes, "ids", options.hash_run_entries)?,
             leaves: HashIndex::open_with(&hashes, "leaves", options.hash_run_entries)?,
-            mark: Arc::new(Mutex::new(Mark {
-                at: applied,
-                moved: std::time::Instant::now(),
-            })),
+            mark: Arc::new(Mutex::new(Mark::new(applied))),
             mark_every: options.mark_every,
         };
         let format = match stores.tree.get(FORMAT_KEY)? {
@@ -264,10 +284,11 @@ impl Index {
         })
     }
 
-    /// How many log entries the ledger state (sled and the state store) reflects: as
-    /// written, whether or not sled's mark has caught up (it does by [`Index::flush`]).
+    /// How many log entries the ledger state (sled and the state store) reflects, written
+    /// whole; not necessarily durable: sled's durable mark may lag it (it catches up by
+    /// [`Index::flush`]), and after a crash the index reopens at that mark.
     pub fn applied(&self) -> Result<u64, IndexError> {
-        Ok(self.stores.state.applied())
+        Ok(self.stores.lock_mark()?.done)
     }
 
     /// How many log entries the statement-id and leaf-hash indexes reflect: each may lag
@@ -500,21 +521,43 @@ impl Stores {
                 in_sled = true;
             }
         }
+        {
+            // Held throughout, so the mark never moves over a batch half written.
+            let mut mark = self.lock_mark()?;
+            if mark.broken {
+                return Err(IndexError::Applier(
+                    "an earlier batch failed part way; restart the node to replay it".into(),
+                ));
+            }
+            let written = self.apply_ledger_state(&mut mark, state, batch, in_sled, applied);
+            if written.is_err() {
+                mark.broken = true;
+            }
+            written?;
+        }
+        self.ids.insert(&ids, applied)?;
+        self.leaves.insert(leaves, applied)?;
+        Ok(())
+    }
+
+    /// The ledger-state part of [`Stores::apply`]: the state store's records, then (when due)
+    /// sled's part with the mark, after the state store's log is synced.
+    fn apply_ledger_state(
+        &self,
+        mark: &mut Mark,
+        state: Vec<(&[u8], &[u8])>,
+        mut batch: sled::Batch,
+        in_sled: bool,
+        applied: u64,
+    ) -> Result<(), IndexError> {
         self.state.apply(state, applied)?;
         let flush = self.state.wants_flush();
-        {
-            let mut mark = self.lock_mark()?;
-            if in_sled || flush || mark.moved.elapsed() >= self.mark_every {
-                // sled's part, and its mark, only once the state store holds the same
-                // durably.
-                self.state.sync()?;
-                batch.insert(APPLIED_KEY, &applied.to_be_bytes());
-                self.tree.apply_batch(batch)?;
-                *mark = Mark {
-                    at: applied,
-                    moved: std::time::Instant::now(),
-                };
-            }
+        if in_sled || flush || mark.moved.elapsed() >= self.mark_every {
+            // sled's part, and its mark, only once the state store holds the same durably.
+            self.state.sync()?;
+            batch.insert(APPLIED_KEY, &applied.to_be_bytes());
+            self.tree.apply_batch(batch)?;
+            mark.moved_to(applied);
         }
         if flush {
             // The state store's write-ahead log is emptied by its flush: sled must hold
@@ -522,8 +565,7 @@ impl Stores {
             self.db.flush()?;
             self.state.flush()?;
         }
-        self.ids.insert(&ids, applied)?;
-        self.leaves.insert(leaves, applied)?;
+        mark.done = mark.done.max(applied);
         Ok(())
     }
 
@@ -533,19 +575,30 @@ impl Stores {
             .map_err(|_| IndexError::Applier("the applied mark is poisoned".into()))
     }
 
-    /// Moves sled's mark to where the ledger state is (the write-ahead log synced first).
+    /// Moves sled's mark to where the ledger state is written whole (the write-ahead log
+    /// synced first). Not after a batch failed part way: the mark then stays, and the next
+    /// start replays from it.
     fn move_mark(&self) -> Result<(), IndexError> {
         let mut mark = self.lock_mark()?;
-        let applied = self.state.applied();
-        if mark.at != applied {
-            self.state.sync()?;
-            self.tree.insert(APPLIED_KEY, &applied.to_be_bytes())?;
-            *mark = Mark {
-                at: applied,
-                moved: std::time::Instant::now(),
-            };
+        if mark.broken || mark.at == mark.done {
+            return Ok(());
         }
-        Ok(())
+        let done = mark.done;
+        let moved = self
+            .state
+            .sync()
+            .map_err(IndexError::from)
+            .and_then(|()| Ok(self.tree.insert(APPLIED_KEY, &done.to_be_bytes())?));
+        match moved {
+            Ok(_) => {
+                mark.moved_to(done);
+                Ok(())
+            }
+            Err(e) => {
+                mark.broken = true;
+                Err(e)
+            }
+        }
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError> {
@@ -565,10 +618,7 @@ impl Stores {
         self.state.clear()?;
         self.tree.clear()?;
         self.tree.insert(FORMAT_KEY, &FORMAT.to_be_bytes())?;
-        *mark = Mark {
-            at: 0,
-            moved: std::time::Instant::now(),
-        };
+        *mark = Mark::new(0);
         // Durably, before anything new reaches the state store's write-ahead log.
         self.db.flush()?;
         Ok(())
@@ -980,6 +1030,46 @@ mod tests {
         assert_eq!(
             StateRead::get(&index, &[prefix::IDENTITY, 9]).expect("a read"),
             Some(b"participant".to_vec())
+        );
+    }
+
+    #[test]
+    fn after_a_batch_fails_part_way_the_mark_stays_where_it_was() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("index");
+        let options = IndexOptions {
+            mark_every: Duration::from_secs(3600),
+            ..IndexOptions::default()
+        };
+        {
+            let index = Index::open_with(&path, options).expect("the index opens");
+            let (mut writes, leaves) = batch(0..3);
+            writes.insert(vec![prefix::IDENTITY, 9], b"participant".to_vec());
+            index.apply(writes, &leaves, 3).expect("applied");
+            let (writes, leaves) = batch(3..5);
+            index.apply(writes, &leaves, 5).expect("applied");
+            assert_eq!(
+                (sled_mark(&index), index.applied().expect("the mark")),
+                (3, 5)
+            );
+            // A record the state store cannot hold (its keys are at most 65,535 bytes).
+            let (mut writes, leaves) = batch(5..7);
+            writes.insert(vec![prefix::LOT; 70_000], Vec::new());
+            assert!(index.apply(writes, &leaves, 7).is_err());
+            let (writes, leaves) = batch(7..9);
+            assert!(
+                index.apply(writes, &leaves, 9).is_err(),
+                "nothing more is written over a failed batch"
+            );
+            // Shutting down does not move the mark over it.
+            let _ = index.flush();
+            assert_eq!(sled_mark(&index), 3);
+        }
+        let index = Index::open_with(&path, options).expect("the index reopens");
+        assert_eq!(index.applied().expect("the mark"), 3);
+        assert_eq!(
+            index.list(&[prefix::BY_PARTICIPANT, 7]).expect("a list"),
+            vec![0, 1, 2]
         );
     }
 

@@ -362,6 +362,8 @@ impl SparePool {
                     break;
                 }
             }
+            // A round cut short may have taken a wake-up meant for retired directories.
+            self.empty_retired(dir);
         }
         self.empty_retired(dir);
     }
@@ -444,8 +446,9 @@ impl Spares {
 }
 
 impl Drop for Spares {
-    /// Stops the maker (it ends after the file it is creating) and waits for it, so nothing
-    /// is created in the directory once the writer is gone.
+    /// Stops the maker (it ends after the file it is creating and the retired directories
+    /// still waiting, a few hundred renames at most) and waits for it, so nothing is created
+    /// in the directory once the writer is gone.
     fn drop(&mut self) {
         if let Some((wake, thread)) = self.maker.take() {
             drop(wake);
