@@ -61,6 +61,10 @@ pub struct Args {
     /// Concurrent unary clients, each on its own connection.
     #[arg(long, default_value_t = 64)]
     pub clients: usize,
+    /// A second unary phase with this many clients, on the no-op service and the node (0
+    /// skips it): for information, the target is judged with `--clients`.
+    #[arg(long, default_value_t = 256)]
+    pub clients_many: usize,
     /// Concurrent `SubmitStream` clients.
     #[arg(long, default_value_t = 4)]
     pub streams: usize,
@@ -131,11 +135,21 @@ pub enum Command {
 }
 
 impl Args {
+    /// Envelopes the node gets in the many-clients unary phase.
+    pub fn many_unary(&self) -> usize {
+        if self.clients_many > 0 {
+            self.unary
+        } else {
+            0
+        }
+    }
+
     /// The sizes in force: `--smoke` shrinks everything.
     fn resolved(mut self) -> Args {
         if self.smoke {
             self.runs = 1;
             self.clients = 4;
+            self.clients_many = 8;
             self.streams = 2;
             self.window = 64;
             self.unary = 200;
@@ -147,7 +161,9 @@ impl Args {
             self.scale = 3_000;
             self.scale_batch = 256;
         }
-        self.log_size = self.log_size.max(self.unary + self.stream);
+        self.log_size = self
+            .log_size
+            .max(self.unary + self.stream + self.many_unary());
         self
     }
 }

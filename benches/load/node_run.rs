@@ -120,10 +120,33 @@ impl NodeRun<'_> {
         latencies(r, "node SubmitStream", &stream);
         let early = (u + s, stream.rate());
 
+        // 2b. Unary again with many clients (bigger group commits), for information.
+        let many = args.many_unary();
+        if many > 0 {
+            let name = format!("node unary Submit, {} clients", args.clients_many);
+            let phase = grpc::unary(
+                &url,
+                args.clients_many,
+                self.harvests[u + s..u + s + many].to_vec(),
+            )
+            .await?;
+            ratio(
+                r,
+                &format!("{name}, durable"),
+                &phase,
+                &format!(
+                    "(b) no-op tonic, unary Submit, {} clients",
+                    args.clients_many
+                ),
+                Goal::None,
+            );
+            r.add(&format!("{name} p50"), "ms", phase.ms(0.5), Goal::None);
+        }
+
         // 3. Fill to the read size in segments of a tenth, the last one timed.
         let total = args.log_size;
         let segment = (total / 10).max(1);
-        let mut at = u + s;
+        let mut at = u + s + many;
         let mut last = None;
         while at < total {
             let end = (at + segment).min(total);

@@ -173,6 +173,23 @@ async fn noop(args: &Args, harvests: &[proto::Envelope], r: &mut Results) -> any
     let cpu = CpuMark::now(&server);
     let unary = grpc::unary(&server.grpc, args.clients, harvests[..args.unary].to_vec()).await?;
     cpu.report_totals(r, "(b) no-op tonic, unary", &server, args.unary);
+    if args.clients_many > 0 {
+        let many = grpc::unary(
+            &server.grpc,
+            args.clients_many,
+            harvests[..args.unary].to_vec(),
+        )
+        .await?;
+        r.add(
+            &format!(
+                "(b) no-op tonic, unary Submit, {} clients",
+                args.clients_many
+            ),
+            "req/s",
+            many.rate(),
+            Goal::None,
+        );
+    }
     let cpu = CpuMark::now(&server);
     let stream = grpc::streaming(
         &server.grpc,
