@@ -952,6 +952,20 @@ mod tests {
         );
     }
 
+    /// Options under which sled's mark moves only with sled writes and at flush.
+    fn no_timed_mark() -> IndexOptions {
+        IndexOptions {
+            mark_every: Duration::from_secs(3600),
+            ..IndexOptions::default()
+        }
+    }
+
+    /// The batch with a participant record too (a sled write).
+    fn with_participant((mut writes, leaves): Batch) -> Batch {
+        writes.insert(vec![prefix::IDENTITY, 9], b"participant".to_vec());
+        (writes, leaves)
+    }
+
     /// sled's mark as stored (not the ledger state's own, which [`Index::applied`] gives).
     fn sled_mark(index: &Index) -> u64 {
         sled_applied(&index.stores.tree).expect("the mark")
@@ -961,12 +975,8 @@ mod tests {
     fn sleds_mark_moves_with_sled_writes_and_at_flush_and_the_state_store_is_durable_to_it() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("index");
-        let options = IndexOptions {
-            mark_every: Duration::from_secs(3600),
-            ..IndexOptions::default()
-        };
         {
-            let index = Index::open_with(&path, options).expect("the index opens");
+            let index = Index::open_with(&path, no_timed_mark()).expect("the index opens");
             // Only per-entry records (the state store, the hash indexes): the mark stays.
             let (writes, leaves) = batch(0..4);
             index.apply_later(writes, leaves, 4).expect("handed over");
@@ -975,8 +985,7 @@ mod tests {
             assert_eq!(sled_mark(&index), 0);
             // A participant record (sled) goes in with its mark, the write-ahead log synced
             // before.
-            let (mut writes, leaves) = batch(4..6);
-            writes.insert(vec![prefix::IDENTITY, 9], b"participant".to_vec());
+            let (writes, leaves) = with_participant(batch(4..6));
             index.apply_later(writes, leaves, 6).expect("handed over");
             index.wait_applied().expect("applied");
             assert_eq!(sled_mark(&index), 6);
@@ -987,7 +996,7 @@ mod tests {
             index.flush().expect("flushed");
             assert_eq!(sled_mark(&index), 9);
         }
-        let index = Index::open_with(&path, options).expect("the index reopens");
+        let index = Index::open_with(&path, no_timed_mark()).expect("the index reopens");
         assert_eq!(index.applied().expect("the mark"), 9);
         assert_eq!(
             index.list(&[prefix::BY_PARTICIPANT, 7]).expect("a list"),
@@ -999,14 +1008,9 @@ mod tests {
     fn a_mark_left_behind_reopens_at_the_mark_for_the_log_to_replay() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("index");
-        let options = IndexOptions {
-            mark_every: Duration::from_secs(3600),
-            ..IndexOptions::default()
-        };
         {
-            let index = Index::open_with(&path, options).expect("the index opens");
-            let (mut writes, leaves) = batch(0..3);
-            writes.insert(vec![prefix::IDENTITY, 9], b"participant".to_vec());
+            let index = Index::open_with(&path, no_timed_mark()).expect("the index opens");
+            let (writes, leaves) = with_participant(batch(0..3));
             index.apply_later(writes, leaves, 3).expect("handed over");
             // Written alone, not grouped with the next batch.
             index.wait_applied().expect("applied");
@@ -1020,7 +1024,7 @@ mod tests {
             let mut mark = index.stores.lock_mark().expect("the mark");
             mark.at = 8; // the applier's last act, moving the mark, is then a no-op
         }
-        let index = Index::open_with(&path, options).expect("the index reopens");
+        let index = Index::open_with(&path, no_timed_mark()).expect("the index reopens");
         // The state store is cut to sled's mark; the log replays the rest.
         assert_eq!(index.applied().expect("the mark"), 3);
         assert_eq!(
@@ -1037,14 +1041,9 @@ mod tests {
     fn after_a_batch_fails_part_way_the_mark_stays_where_it_was() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let path = dir.path().join("index");
-        let options = IndexOptions {
-            mark_every: Duration::from_secs(3600),
-            ..IndexOptions::default()
-        };
         {
-            let index = Index::open_with(&path, options).expect("the index opens");
-            let (mut writes, leaves) = batch(0..3);
-            writes.insert(vec![prefix::IDENTITY, 9], b"participant".to_vec());
+            let index = Index::open_with(&path, no_timed_mark()).expect("the index opens");
+            let (writes, leaves) = with_participant(batch(0..3));
             index.apply(writes, &leaves, 3).expect("applied");
             let (writes, leaves) = batch(3..5);
             index.apply(writes, &leaves, 5).expect("applied");
@@ -1065,7 +1064,7 @@ mod tests {
             let _ = index.flush();
             assert_eq!(sled_mark(&index), 3);
         }
-        let index = Index::open_with(&path, options).expect("the index reopens");
+        let index = Index::open_with(&path, no_timed_mark()).expect("the index reopens");
         assert_eq!(index.applied().expect("the mark"), 3);
         assert_eq!(
             index.list(&[prefix::BY_PARTICIPANT, 7]).expect("a list"),
