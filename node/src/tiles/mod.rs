@@ -55,6 +55,11 @@ const MAX_TILE_LEVELS: usize = 8;
 const SPARE_DIR: &str = "spare";
 /// Spare files kept at most; beyond, superseded partial tiles are deleted.
 const MAX_SPARES: usize = 256;
+/// Under `log/`: emptied directories of partial tiles, kept to be renamed into place as new
+/// directories (10.3).
+const SPARE_DIRS_DIR: &str = "spare-dirs";
+/// Spare directories kept at most.
+const MAX_SPARE_DIRS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -257,6 +262,11 @@ struct SparePool {
     files: Mutex<Vec<PathBuf>>,
     /// Directories of partial tiles whose tile is full, to be emptied into the pool.
     retired: Mutex<Vec<PathBuf>>,
+    /// Empty directories in `dirs_dir`, ready to be renamed into place: a directory created
+    /// and deleted per bundle left ext4 (without a journal) scanning the recently freed
+    /// inodes at every creation, as files did (BENCHMARKS.md).
+    dirs: Mutex<Vec<PathBuf>>,
+    dirs_dir: PathBuf,
     /// The number for the next spare's name.
     next: std::sync::atomic::AtomicU64,
 }
@@ -307,7 +317,10 @@ impl SparePool {
                 }
             }
             // The writer never writes into it again: the tile is full.
-            let _ = fs::remove_dir_all(&partials);
+            let emptied = fs::read_dir(&partials).is_ok_and(|mut e| e.next().is_none());
+            if !(emptied && self.keep_dir(&partials)) {
+                let _ = fs::remove_dir_all(&partials);
+            }
         }
     }
 
@@ -331,6 +344,21 @@ impl SparePool {
             }
         }
         let _ = fs::remove_file(path);
+    }
+
+    /// Keeps the empty directory at `path` as a spare; whether it was kept.
+    fn keep_dir(&self, path: &Path) -> bool {
+        let mut dirs = self.dirs.lock().unwrap_or_else(|e| e.into_inner());
+        if dirs.len() >= MAX_SPARE_DIRS {
+            return false;
+        }
+        let spare = self.next_name(&self.dirs_dir);
+        if fs::rename(path, &spare).is_ok() {
+            dirs.push(spare);
+            true
+        } else {
+            false
+        }
     }
 
     fn next_name(&self, dir: &Path) -> PathBuf {
@@ -371,11 +399,37 @@ impl SparePool {
 
 impl Spares {
     /// Takes stock of `dir` (creating it); files beyond [`MAX_SPARES`] and anything that is
-    /// not a plain file named by a number are deleted. Starts the maker.
-    fn open(dir: PathBuf) -> Result<Spares, StoreError> {
+    /// not a plain file named by a number are deleted. The same for the spare directories
+    /// in `dirs_dir`: kept only if empty and named by a number. Starts the maker.
+    fn open(dir: PathBuf, dirs_dir: PathBuf) -> Result<Spares, StoreError> {
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        fs::create_dir_all(&dirs_dir).map_err(io_err(&dirs_dir))?;
         let mut files = Vec::new();
         let mut next = 0;
+        let mut dirs = Vec::new();
+        for entry in fs::read_dir(&dirs_dir).map_err(io_err(&dirs_dir))? {
+            let entry = entry.map_err(io_err(&dirs_dir))?;
+            let path = entry.path();
+            let number = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok());
+            let empty_dir = entry.file_type().is_ok_and(|t| t.is_dir())
+                && fs::read_dir(&path).is_ok_and(|mut e| e.next().is_none());
+            match number {
+                Some(n) if empty_dir && dirs.len() < MAX_SPARE_DIRS => {
+                    next = next.max(n.saturating_add(1));
+                    dirs.push(path);
+                }
+                _ => {
+                    let _ = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        fs::remove_dir_all(&path)
+                    } else {
+                        fs::remove_file(&path)
+                    };
+                }
+            }
+        }
         for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
             let entry = entry.map_err(io_err(&dir))?;
             let path = entry.path();
@@ -401,6 +455,8 @@ impl Spares {
         let pool = Arc::new(SparePool {
             files: Mutex::new(files),
             retired: Mutex::new(Vec::new()),
+            dirs: Mutex::new(dirs),
+            dirs_dir,
             next: std::sync::atomic::AtomicU64::new(next),
         });
         let (wake, woken) = std::sync::mpsc::sync_channel(1);
@@ -425,6 +481,25 @@ impl Spares {
                 let _ = maker.try_send(());
             }
         }
+    }
+
+    /// Makes the directory `path` (whose parent exists) from a spare directory, if there is
+    /// one; whether it did.
+    fn place_dir(&mut self, path: &Path) -> bool {
+        let spare = self
+            .pool
+            .dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let Some(spare) = spare else {
+            return false;
+        };
+        if fs::rename(&spare, path).is_ok() {
+            return true;
+        }
+        let _ = fs::remove_dir(&spare);
+        false
     }
 
     /// Creates `path` for writing from empty: a spare renamed into place if there is one (no
@@ -598,7 +673,7 @@ impl TileStore {
             bundle: snapshot.bundle.clone(),
             prepared_size: size,
             unsynced: Unsynced::default(),
-            spares: Spares::open(dir.join(SPARE_DIR))?,
+            spares: Spares::open(dir.join(SPARE_DIR), dir.join(SPARE_DIRS_DIR))?,
             known_dirs: Default::default(),
             syncer: Arc::new(Syncer::start()),
         };
@@ -1106,7 +1181,7 @@ impl PendingWrites {
                 continue;
             };
             if !known_dirs.contains(parent) {
-                create_dirs(parent, root, &mut unsynced.dirs)?;
+                create_dirs(parent, root, &mut unsynced.dirs, spares)?;
                 known_dirs.insert(parent.to_owned());
             }
             let mut file = spares.create(&path)?;
@@ -1118,14 +1193,23 @@ impl PendingWrites {
     }
 }
 
-/// Creates `dir` and its missing ancestors below `root`, noting each parent that gained an
-/// entry so it is fsync'ed too.
-fn create_dirs(dir: &Path, root: &Path, dirs: &mut BTreeSet<PathBuf>) -> Result<(), StoreError> {
+/// Creates `dir` and its missing ancestors below `root` (from spare directories while there
+/// are some), noting each parent that gained an entry so it is fsync'ed too.
+fn create_dirs(
+    dir: &Path,
+    root: &Path,
+    dirs: &mut BTreeSet<PathBuf>,
+    spares: &mut Spares,
+) -> Result<(), StoreError> {
     if dir.is_dir() || dir == root {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
-        create_dirs(parent, root, dirs)?;
+        create_dirs(parent, root, dirs, spares)?;
+        if spares.place_dir(dir) {
+            dirs.insert(parent.to_owned());
+            return Ok(());
+        }
         match fs::create_dir(dir) {
             Ok(()) => {
                 dirs.insert(parent.to_owned());

@@ -317,11 +317,16 @@ fn spare_files_are_reused_without_changing_the_tree() {
             assert_eq!(len, 0, "spares are emptied before they are used");
         }
         assert!(!retired.exists(), "the full bundle's partials are gone");
+        // Their directory, emptied, waits to be the next one.
+        let spare_dirs = dir.path().join(SPARE_DIRS_DIR);
+        assert_eq!(fs::read_dir(&spare_dirs).unwrap().count(), 1);
         for i in 256..300 {
             reference.push_leaf_hash(leaf_hash(&leaf(i)));
             commit(&mut writer, &signer, &[leaf(i)]);
         }
         assert!(spares(dir.path()) < kept, "new partial tiles took spares");
+        assert_eq!(fs::read_dir(&spare_dirs).unwrap().count(), 0);
+        assert!(dir.path().join("tile/entries/001.p/44").is_file());
         assert_eq!(store.snapshot().root, reference.root());
         for i in [0, 255, 256, 299] {
             assert_eq!(store.leaf(&store.snapshot(), i).unwrap(), leaf(i));
@@ -334,10 +339,24 @@ fn spare_files_are_reused_without_changing_the_tree() {
     }
     fs::create_dir(dir.path().join(SPARE_DIR).join("a-directory")).unwrap();
     fs::write(dir.path().join(SPARE_DIR).join("not-a-number"), b"x").unwrap();
+    let spare_dirs = dir.path().join(SPARE_DIRS_DIR);
+    fs::create_dir_all(spare_dirs.join("7").join("not-empty")).unwrap();
+    fs::create_dir(spare_dirs.join("8")).unwrap();
+    fs::write(spare_dirs.join("9"), b"a file").unwrap();
     let (store, mut writer, checkpoint) = open(dir.path());
     assert_eq!(checkpoint.unwrap().checkpoint.size, 300);
     assert!(!dir.path().join(SPARE_DIR).join("a-directory").exists());
     assert!(!dir.path().join(SPARE_DIR).join("not-a-number").exists());
+    let mut kept_dirs: Vec<_> = fs::read_dir(&spare_dirs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    kept_dirs.sort();
+    assert_eq!(
+        kept_dirs,
+        ["8"],
+        "only empty directories named by a number are kept"
+    );
     assert_eq!(store.snapshot().root, reference.root());
     fill(&mut writer, &mut reference, 1_000);
     assert_eq!(store.snapshot().root, reference.root());
