@@ -402,56 +402,14 @@ impl Spares {
     /// not a plain file named by a number are deleted. The same for the spare directories
     /// in `dirs_dir`: kept only if empty and named by a number. Starts the maker.
     fn open(dir: PathBuf, dirs_dir: PathBuf) -> Result<Spares, StoreError> {
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        fs::create_dir_all(&dirs_dir).map_err(io_err(&dirs_dir))?;
-        let mut files = Vec::new();
-        let mut next = 0;
-        let mut dirs = Vec::new();
-        for entry in fs::read_dir(&dirs_dir).map_err(io_err(&dirs_dir))? {
-            let entry = entry.map_err(io_err(&dirs_dir))?;
-            let path = entry.path();
-            let number = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u64>().ok());
-            let empty_dir = entry.file_type().is_ok_and(|t| t.is_dir())
-                && fs::read_dir(&path).is_ok_and(|mut e| e.next().is_none());
-            match number {
-                Some(n) if empty_dir && dirs.len() < MAX_SPARE_DIRS => {
-                    next = next.max(n.saturating_add(1));
-                    dirs.push(path);
-                }
-                _ => {
-                    let _ = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                        fs::remove_dir_all(&path)
-                    } else {
-                        fs::remove_file(&path)
-                    };
-                }
-            }
-        }
-        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
-            let entry = entry.map_err(io_err(&dir))?;
-            let path = entry.path();
-            let number = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u64>().ok());
-            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-            match number {
-                Some(n) if is_file && files.len() < MAX_SPARES => {
-                    next = next.max(n.saturating_add(1));
-                    files.push(path);
-                }
-                _ => {
-                    let _ = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                        fs::remove_dir_all(&path)
-                    } else {
-                        fs::remove_file(&path)
-                    };
-                }
-            }
-        }
+        let (files, next_file) = take_stock(&dir, MAX_SPARES, |entry| {
+            entry.file_type().is_ok_and(|t| t.is_file())
+        })?;
+        let (dirs, next_dir) = take_stock(&dirs_dir, MAX_SPARE_DIRS, |entry| {
+            entry.file_type().is_ok_and(|t| t.is_dir())
+                && fs::read_dir(entry.path()).is_ok_and(|mut e| e.next().is_none())
+        })?;
+        let next = next_file.max(next_dir);
         let pool = Arc::new(SparePool {
             files: Mutex::new(files),
             retired: Mutex::new(Vec::new()),
@@ -530,6 +488,40 @@ impl Drop for Spares {
             let _ = thread.join();
         }
     }
+}
+
+/// The spares in `dir` (created if missing): entries named by a number that `usable` accepts,
+/// up to `max`; everything else is deleted. Also the number after the highest kept.
+fn take_stock(
+    dir: &Path,
+    max: usize,
+    usable: impl Fn(&fs::DirEntry) -> bool,
+) -> Result<(Vec<PathBuf>, u64), StoreError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut kept = Vec::new();
+    let mut next = 0;
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let path = entry.path();
+        let number = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u64>().ok());
+        match number {
+            Some(n) if kept.len() < max && usable(&entry) => {
+                next = next.max(n.saturating_add(1));
+                kept.push(path);
+            }
+            _ => {
+                let _ = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+            }
+        }
+    }
+    Ok((kept, next))
 }
 
 /// Hashes at `level` (tree level `8 * level`) in a tree of `size` leaves.
