@@ -127,8 +127,8 @@ pub struct TileWriter {
     /// recently freed inodes at every creation: measured, a third of the committer's CPU.
     spares: Spares,
     /// Directories known to exist under `tile/` (so a commit does not ask the file system
-    /// again for each file). The only ones deleted are the partial-bundle directories of full
-    /// bundles, which the writer never writes into again.
+    /// again for each file). The only ones moved away are the partial-bundle directories of
+    /// full bundles (to the spare directories), which the writer never writes into again.
     known_dirs: std::collections::HashSet<PathBuf>,
     /// Threads that sync files at a commit, all at once.
     syncer: Arc<Syncer>,
@@ -306,8 +306,9 @@ impl SparePool {
         }
     }
 
-    /// Moves the files of every retired directory into the pool, emptied, and removes the
-    /// directories. Best effort: what is left behind, the next open ignores.
+    /// Moves the files of every retired directory into the pool, emptied, and the emptied
+    /// directories to the spare directories (or deletes them). Best effort: what is left
+    /// behind, the next open ignores.
     fn empty_retired(&self, dir: &Path) {
         let dirs = std::mem::take(&mut *self.retired.lock().unwrap_or_else(|e| e.into_inner()));
         for partials in dirs {
@@ -402,8 +403,13 @@ impl Spares {
     /// not a plain file named by a number are deleted. The same for the spare directories
     /// in `dirs_dir`: kept only if empty and named by a number. Starts the maker.
     fn open(dir: PathBuf, dirs_dir: PathBuf) -> Result<Spares, StoreError> {
+        // A file with another name too is a committed tile's second name (a power loss before
+        // the spare directory was synced): removing this name is all that may be done.
         let (files, next_file) = take_stock(&dir, MAX_SPARES, |entry| {
-            entry.file_type().is_ok_and(|t| t.is_file())
+            use std::os::unix::fs::MetadataExt;
+            entry
+                .metadata()
+                .is_ok_and(|m| m.is_file() && m.nlink() == 1)
         })?;
         let (dirs, next_dir) = take_stock(&dirs_dir, MAX_SPARE_DIRS, |entry| {
             entry.file_type().is_ok_and(|t| t.is_dir())
@@ -462,11 +468,19 @@ impl Spares {
 
     /// Creates `path` for writing from empty: a spare renamed into place if there is one (no
     /// new inode), else a new file.
-    fn create(&mut self, path: &Path) -> Result<fs::File, StoreError> {
+    /// The directory a spare was renamed out of is noted in `dirs`, to be synced with the
+    /// commit: without a journal, an unsynced source entry could outlive a power loss as a
+    /// second name for the committed file.
+    fn create(
+        &mut self,
+        path: &Path,
+        dirs: &mut BTreeSet<PathBuf>,
+    ) -> Result<fs::File, StoreError> {
         let (spare, left) = self.pool.take();
         self.wake_maker_if_low(left);
         if let Some(spare) = spare {
             if fs::rename(&spare, path).is_ok() {
+                dirs.insert(self.dir.clone());
                 return fs::OpenOptions::new()
                     .write(true)
                     .truncate(true)
@@ -491,7 +505,9 @@ impl Drop for Spares {
 }
 
 /// The spares in `dir` (created if missing): entries named by a number that `usable` accepts,
-/// up to `max`; everything else is deleted. Also the number after the highest kept.
+/// up to `max`; everything else is deleted (a directory only if empty: one that is not may be
+/// a second name for a committed one, left by a power loss). Also the number after the
+/// highest kept.
 fn take_stock(
     dir: &Path,
     max: usize,
@@ -514,7 +530,7 @@ fn take_stock(
             }
             _ => {
                 let _ = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    fs::remove_dir_all(&path)
+                    fs::remove_dir(&path)
                 } else {
                     fs::remove_file(&path)
                 };
@@ -1176,7 +1192,7 @@ impl PendingWrites {
                 create_dirs(parent, root, &mut unsynced.dirs, spares)?;
                 known_dirs.insert(parent.to_owned());
             }
-            let mut file = spares.create(&path)?;
+            let mut file = spares.create(&path, &mut unsynced.dirs)?;
             file.write_all(&bytes).map_err(io_err(&path))?;
             unsynced.dirs.insert(parent.to_owned());
             unsynced.files.push((path, file));
@@ -1199,7 +1215,9 @@ fn create_dirs(
     if let Some(parent) = dir.parent() {
         create_dirs(parent, root, dirs, spares)?;
         if spares.place_dir(dir) {
+            // Both ends of the rename, as for spare files.
             dirs.insert(parent.to_owned());
+            dirs.insert(spares.pool.dirs_dir.clone());
             return Ok(());
         }
         match fs::create_dir(dir) {
