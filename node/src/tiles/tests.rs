@@ -373,6 +373,55 @@ fn spare_files_are_reused_without_changing_the_tree() {
     assert_eq!(checkpoint.unwrap().checkpoint.size, 1_000);
 }
 
+/// A spare directory renamed into place for a batch that never commits: at reopen the log is
+/// the last checkpoint's, and the directory serves the bundle when it grows again.
+#[test]
+fn a_recycled_directory_in_a_batch_lost_to_a_crash_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = signer();
+    let mut reference = MemoryTree::new();
+    let spare_dirs = dir.path().join(SPARE_DIRS_DIR);
+    let spares = || fs::read_dir(&spare_dirs).unwrap().count();
+    {
+        let (_store, mut writer, _) = open(dir.path());
+        // Bundle 0 in two commits (a partial, then full), then bundle 1 the same way: each
+        // full bundle's partial directory becomes the spare the next one takes.
+        for range in [0..10, 10..256, 256..266, 266..512] {
+            let batch: Vec<Bytes> = range.map(leaf).collect();
+            for l in &batch {
+                reference.push_leaf_hash(leaf_hash(l));
+            }
+            commit(&mut writer, &signer, &batch);
+        }
+        // The spare maker moves bundle 1's partial directory aside (and bundle 0's, if
+        // bundle 1 did not take it in time).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let retired = dir.path().join("tile/entries/001.p");
+        while retired.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let before = spares();
+        assert!(before >= 1);
+        // Bundle 2's partial directory is a spare, written into, never committed.
+        let lost: Vec<Bytes> = (0..10).map(|i| Bytes::from(format!("lost {i}"))).collect();
+        writer.append(&lost).unwrap();
+        assert_eq!(spares(), before - 1);
+        assert!(dir.path().join("tile/entries/002.p/10").is_file());
+    }
+    let (store, mut writer, checkpoint) = open(dir.path());
+    assert_eq!(checkpoint.unwrap().checkpoint.size, 512);
+    assert_eq!(store.snapshot().root, reference.root());
+    assert!(!dir.path().join("tile/entries/002.p/10").exists());
+    fill(&mut writer, &mut reference, 700);
+    assert_eq!(store.snapshot().root, reference.root());
+    for i in [0, 255, 256, 511, 512, 699] {
+        assert_eq!(store.leaf(&store.snapshot(), i).unwrap(), leaf(i));
+    }
+    let (store, _writer, checkpoint) = open(dir.path());
+    assert_eq!(checkpoint.unwrap().checkpoint.size, 700);
+    assert_eq!(store.leaf(&store.snapshot(), 650).unwrap(), leaf(650));
+}
+
 /// The spare maker tops the pool up in the background when it runs low, its files are taken
 /// for new tiles (full ones included) without changing the tree, and it stops with the writer.
 #[test]
