@@ -288,6 +288,23 @@ impl NodeRun<'_> {
     }
 }
 
+/// CPU microseconds per item used between `before` and `after` by the threads named in
+/// `names` (all if empty); `None` where `/proc` gave nothing.
+fn cpu_per(
+    before: &Option<CpuTimes>,
+    after: Option<CpuTimes>,
+    names: &[&str],
+    items: usize,
+) -> Option<f64> {
+    let (before, after) = (before.as_ref()?, after?);
+    let used: f64 = after
+        .iter()
+        .filter(|(name, _)| names.is_empty() || names.contains(&name.as_str()))
+        .map(|(name, t)| t - before.get(name).copied().unwrap_or(0.0))
+        .sum();
+    Some(used * 1e6 / items.max(1) as f64)
+}
+
 /// Rows on the group commits of a phase, from the node's counters before and after it.
 async fn commit_rows(
     r: &mut Results,
@@ -384,14 +401,7 @@ impl CpuMark {
         server: &Server,
         requests: usize,
     ) {
-        let total = |before: &Option<CpuTimes>, after: Option<CpuTimes>| {
-            let (before, after) = (before.as_ref()?, after?);
-            let used: f64 = after
-                .iter()
-                .map(|(name, t)| t - before.get(name).copied().unwrap_or(0.0))
-                .sum();
-            Some(used * 1e6 / requests.max(1) as f64)
-        };
+        let total = |before: &Option<CpuTimes>, after| cpu_per(before, after, &[], requests);
         for (what, v) in [
             ("server", total(&self.node, server.cpu_by_thread())),
             (
@@ -413,14 +423,8 @@ impl CpuMark {
     /// Rows of CPU microseconds per entry over the phase since this mark, for the node in
     /// all, by thread group, and for the load generator. Nothing where `/proc` is missing.
     fn report(&self, r: &mut Results, phase: &str, server: &Server, entries: usize) {
-        let per_entry = |before: &Option<CpuTimes>, after: Option<CpuTimes>, names: &[&str]| {
-            let (before, after) = (before.as_ref()?, after?);
-            let used: f64 = after
-                .iter()
-                .filter(|(name, _)| names.is_empty() || names.contains(&name.as_str()))
-                .map(|(name, t)| t - before.get(name).copied().unwrap_or(0.0))
-                .sum();
-            Some(used * 1e6 / entries.max(1) as f64)
+        let per_entry = |before: &Option<CpuTimes>, after, names: &[&str]| {
+            cpu_per(before, after, names, entries)
         };
         let Some(total) = per_entry(&self.node, server.cpu_by_thread(), &[]) else {
             return;

@@ -546,18 +546,14 @@ impl Stores {
         &self,
         mark: &mut Mark,
         state: Vec<(&[u8], &[u8])>,
-        mut batch: sled::Batch,
+        batch: sled::Batch,
         in_sled: bool,
         applied: u64,
     ) -> Result<(), IndexError> {
         self.state.apply(state, applied)?;
         let flush = self.state.wants_flush();
         if in_sled || flush || mark.moved.elapsed() >= self.mark_every {
-            // sled's part, and its mark, only once the state store holds the same durably.
-            self.state.sync()?;
-            batch.insert(APPLIED_KEY, &applied.to_be_bytes());
-            self.tree.apply_batch(batch)?;
-            mark.moved_to(applied);
+            self.write_mark(mark, batch, applied)?;
         }
         if flush {
             // The state store's write-ahead log is emptied by its flush: sled must hold
@@ -566,6 +562,21 @@ impl Stores {
             self.state.flush()?;
         }
         mark.done = mark.done.max(applied);
+        Ok(())
+    }
+
+    /// Writes `batch` (sled's part of the ledger state) with the mark moved to `at`, once the
+    /// state store holds the same durably.
+    fn write_mark(
+        &self,
+        mark: &mut Mark,
+        mut batch: sled::Batch,
+        at: u64,
+    ) -> Result<(), IndexError> {
+        self.state.sync()?;
+        batch.insert(APPLIED_KEY, &at.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        mark.moved_to(at);
         Ok(())
     }
 
@@ -584,21 +595,11 @@ impl Stores {
             return Ok(());
         }
         let done = mark.done;
-        let moved = self
-            .state
-            .sync()
-            .map_err(IndexError::from)
-            .and_then(|()| Ok(self.tree.insert(APPLIED_KEY, &done.to_be_bytes())?));
-        match moved {
-            Ok(_) => {
-                mark.moved_to(done);
-                Ok(())
-            }
-            Err(e) => {
-                mark.broken = true;
-                Err(e)
-            }
+        let moved = self.write_mark(&mut mark, sled::Batch::default(), done);
+        if moved.is_err() {
+            mark.broken = true;
         }
+        moved
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, IndexError> {

@@ -335,11 +335,8 @@ impl SparePool {
                     .write(true)
                     .open(&spare)
                     .and_then(|f| f.set_len(0));
-                if let Err(spare) = emptied
-                    .map_err(|_| spare.clone())
-                    .and_then(|()| self.put(spare))
-                {
-                    let _ = fs::remove_file(spare);
+                if emptied.is_err() || self.put(spare.clone()).is_err() {
+                    let _ = fs::remove_file(&spare);
                 }
                 return;
             }
