@@ -8,7 +8,9 @@
 //! big-endian length + bytes; the last tile of a level is partial, at `<N>.p/<W>`; `<N>` is in
 //! groups of three digits, all but the last prefixed with `x`. `log/checkpoint` is the signed
 //! note of the tree. A node stores only the partial bundle of the edge (it derives partial
-//! hash tiles); the forged logs written here have partial hash tiles too, which it ignores.
+//! hash tiles), in one file appended to at each commit, `<N>.p/tail`; the forged logs written
+//! here are laid out as an older node wrote them, one file per partial width, with partial
+//! hash tiles too, which a node reads and ignores respectively (SPEC.md 10.2, 10.4).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -54,6 +56,19 @@ pub fn tile_path(data_dir: &Path, level: Option<u8>, n: u64, width: usize) -> Pa
     }
 }
 
+/// The file holding entry bundle `n` of `width` leaves: for a partial bundle, its tail file
+/// when there is one (the leaves are its first `width`), else the file of that width.
+pub fn bundle_path(data_dir: &Path, n: u64, width: usize) -> PathBuf {
+    let path = tile_path(data_dir, None, n, width);
+    if width < TILE_WIDTH {
+        let tail = path.with_file_name("tail");
+        if tail.exists() {
+            return tail;
+        }
+    }
+    path
+}
+
 /// The entry bundle holding entry `index` in a log of `size` entries, and the offset of that
 /// entry's bytes (after its length prefix) in the file.
 pub fn leaf_location(data_dir: &Path, size: u64, index: u64) -> (PathBuf, usize) {
@@ -63,7 +78,7 @@ pub fn leaf_location(data_dir: &Path, size: u64, index: u64) -> (PathBuf, usize)
     } else {
         (size % TILE_WIDTH as u64) as usize
     };
-    let path = tile_path(data_dir, None, n, width);
+    let path = bundle_path(data_dir, n, width);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut at = 0;
     for _ in 0..index % TILE_WIDTH as u64 {
@@ -94,7 +109,7 @@ pub fn read_leaves(data_dir: &Path) -> Vec<Vec<u8>> {
     let mut n = 0u64;
     while (leaves.len() as u64) < size {
         let width = (size - n * TILE_WIDTH as u64).min(TILE_WIDTH as u64) as usize;
-        let path = tile_path(data_dir, None, n, width);
+        let path = bundle_path(data_dir, n, width);
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut at = 0;
         for _ in 0..width {

@@ -48,6 +48,10 @@ use tree::{TileTree, TILE_WIDTH};
 pub const CHECKPOINT_FILE: &str = "checkpoint";
 /// Where the next checkpoint is written before it takes the place of [`CHECKPOINT_FILE`].
 const CHECKPOINT_TMP: &str = "checkpoint.tmp";
+/// The file holding the edge's partial bundle in its `<N>.p/` directory, appended to by
+/// each commit that widens it (10.2): a bundle's partial versions are not written one file
+/// each.
+pub const TAIL: &str = "tail";
 /// Levels of 8 tree levels each: 8 of them cover 2^64 leaves.
 const MAX_TILE_LEVELS: usize = 8;
 /// Where superseded partial tiles wait to be reused as new files (under the log's directory,
@@ -132,6 +136,19 @@ pub struct TileWriter {
     known_dirs: std::collections::HashSet<PathBuf>,
     /// Threads that sync files at a commit, all at once.
     syncer: Arc<Syncer>,
+    /// The edge's partial bundle on disk, appended to by the next commit that widens it;
+    /// `None` when the edge has no partial bundle or its file is still to be written whole.
+    tail: Option<Tail>,
+}
+
+/// The file of the partial bundle of the edge (`<N>.p/tail`): it holds exactly the first
+/// `leaves` leaves of bundle `n`, `len` bytes, as written by the last commit.
+struct Tail {
+    n: u64,
+    path: PathBuf,
+    file: fs::File,
+    leaves: usize,
+    len: u64,
 }
 
 /// Directories remembered at most by [`TileWriter::known_dirs`] (then forgotten at once).
@@ -576,55 +593,38 @@ impl TileStore {
         //    tile derived (level 0 from the bundle's leaf hashes, level k from the roots of
         //    the full tiles of level k - 1 it covers). Partial hash tiles are not stored
         //    (10.2); ones an older node wrote are ignored.
-        let bundle_width = (size % TILE_WIDTH as u64) as usize;
-        let bundle = if bundle_width == 0 {
-            Vec::new()
-        } else {
-            let path = tile_path(
-                dir,
-                TileKind::Entries,
-                size / TILE_WIDTH as u64,
-                bundle_width,
-            );
-            read_bundle(&path, bundle_width)?
-        };
-        let mut edge = Vec::new();
-        for level in 0..MAX_TILE_LEVELS {
+        let mut upper = Vec::new();
+        for level in 1..MAX_TILE_LEVELS {
             let count = hashes_at(size, level);
             if count == 0 {
                 break;
             }
             let first = count - count % TILE_WIDTH as u64;
-            let hashes = if level == 0 {
-                bundle.iter().map(|l| leaf_hash(l)).collect()
-            } else {
-                (first..count)
-                    .map(|n| {
-                        let below = TileKind::Hashes((level - 1) as u8);
-                        let path = tile_path(dir, below, n, TILE_WIDTH);
-                        TileTree::from_hashes(&read_hashes(&path, TILE_WIDTH)?)
-                            .root()
-                            .ok_or_else(|| StoreError::Corrupt {
-                                path,
-                                what: "an empty full tile".into(),
-                            })
-                    })
-                    .collect::<Result<Vec<Hash>, StoreError>>()?
-            };
-            edge.push(Arc::new(TileTree::from_hashes(&hashes)));
+            let hashes = (first..count)
+                .map(|n| {
+                    let below = TileKind::Hashes((level - 1) as u8);
+                    let path = tile_path(dir, below, n, TILE_WIDTH);
+                    TileTree::from_hashes(&read_hashes(&path, TILE_WIDTH)?)
+                        .root()
+                        .ok_or_else(|| StoreError::Corrupt {
+                            path,
+                            what: "an empty full tile".into(),
+                        })
+                })
+                .collect::<Result<Vec<Hash>, StoreError>>()?;
+            upper.push(Arc::new(TileTree::from_hashes(&hashes)));
         }
-
-        let checkpoint = signed.as_ref().map(|s| s.note.clone()).unwrap_or_default();
-        let snapshot = Snapshot {
-            size,
-            root: merkle::empty_root(),
-            checkpoint,
-            edge: edge.clone(),
-            bundle: Arc::new(bundle),
-        };
+        let bundle_width = (size % TILE_WIDTH as u64) as usize;
+        let edge_n = size / TILE_WIDTH as u64;
         let store = Arc::new(TileStore {
             dir: dir.to_owned(),
-            published: ArcSwap::from_pointee(snapshot),
+            published: ArcSwap::from_pointee(Snapshot {
+                size: 0,
+                root: merkle::empty_root(),
+                checkpoint: String::new(),
+                edge: Vec::new(),
+                bundle: Arc::new(Vec::new()),
+            }),
             tiles: Mutex::new(LruCache::new(
                 NonZeroUsize::new(cache_tiles.max(16)).unwrap_or(NonZeroUsize::MIN),
             )),
@@ -632,44 +632,108 @@ impl TileStore {
                 NonZeroUsize::new((cache_tiles / 4).max(16)).unwrap_or(NonZeroUsize::MIN),
             )),
         });
+        let checkpoint = signed.as_ref().map(|s| s.note.clone()).unwrap_or_default();
 
         // 3. The edge must give exactly the signed root: this is what makes a torn or
-        // tampered tile fatal at start instead of a wrong proof later.
-        let snapshot = store.snapshot();
-        let root = merkle::root(&store.view(&snapshot), size).map_err(prove_to_store)?;
-        if let Some(signed) = &signed {
-            if root != signed.checkpoint.root {
-                // The edge is derived from the partial bundle, when there is one, and from the
-                // full tiles below each level's edge: one of them is damaged.
-                let bundle_width = (size % TILE_WIDTH as u64) as usize;
-                let (path, what) = if bundle_width == 0 {
-                    (
-                        checkpoint_path,
-                        "the tiles on disk do not give the checkpoint's root hash".to_owned(),
-                    )
-                } else {
-                    (
-                        tile_path(
-                            dir,
-                            TileKind::Entries,
-                            size / TILE_WIDTH as u64,
-                            bundle_width,
-                        ),
-                        "this partial bundle and the full tiles the right edge is derived from \
-                         do not give the checkpoint's root hash"
-                            .to_owned(),
-                    )
-                };
-                return Err(StoreError::Corrupt { path, what });
+        //    tampered tile fatal at start instead of a wrong proof later. The partial bundle
+        //    is the tail file's first leaves, or, in a directory an older node wrote, the
+        //    file of its width (10.4).
+        let sources: Vec<PathBuf> = if bundle_width == 0 {
+            vec![checkpoint_path.clone()]
+        } else {
+            let tail = partial_dir(dir, TileKind::Entries, edge_n).join(TAIL);
+            let legacy = tile_path(dir, TileKind::Entries, edge_n, bundle_width);
+            let mut sources: Vec<PathBuf> =
+                [tail, legacy].into_iter().filter(|p| p.exists()).collect();
+            if sources.is_empty() {
+                return Err(StoreError::Corrupt {
+                    path: partial_dir(dir, TileKind::Entries, edge_n),
+                    what: format!("no partial bundle of {bundle_width} entries"),
+                });
+            }
+            sources.dedup();
+            sources
+        };
+        let mut opened = None;
+        let mut failure = None;
+        for source in sources {
+            let (bundle, used) = if bundle_width == 0 {
+                (Vec::new(), 0)
+            } else {
+                match read_bundle_prefix(&source, bundle_width) {
+                    Ok(read) => read,
+                    Err(e) => {
+                        failure = failure.or(Some(e));
+                        continue;
+                    }
+                }
+            };
+            let mut edge = Vec::with_capacity(upper.len() + 1);
+            if size > 0 {
+                let hashes: Vec<Hash> = bundle.iter().map(|l| leaf_hash(l)).collect();
+                edge.push(Arc::new(TileTree::from_hashes(&hashes)));
+                edge.extend(upper.iter().cloned());
+            }
+            let snapshot = Snapshot {
+                size,
+                root: merkle::empty_root(),
+                checkpoint: checkpoint.clone(),
+                edge,
+                bundle: Arc::new(bundle),
+            };
+            let root = merkle::root(&store.view(&snapshot), size).map_err(prove_to_store)?;
+            if signed.as_ref().is_some_and(|s| s.checkpoint.root != root) {
+                // The edge is derived from the partial bundle, when there is one, and from
+                // the full tiles below each level's edge: one of them is damaged.
+                failure = failure.or(Some(StoreError::Corrupt {
+                    path: source,
+                    what: if bundle_width == 0 {
+                        "the tiles on disk do not give the checkpoint's root hash".to_owned()
+                    } else {
+                        "this partial bundle and the full tiles the right edge is derived \
+                         from do not give the checkpoint's root hash"
+                            .to_owned()
+                    },
+                }));
+                continue;
+            }
+            opened = Some((Snapshot { root, ..snapshot }, source, used));
+            break;
+        }
+        let Some((snapshot, source, used)) = opened else {
+            return Err(failure.unwrap_or_else(|| StoreError::Corrupt {
+                path: checkpoint_path,
+                what: "the tiles on disk do not give the checkpoint's root hash".to_owned(),
+            }));
+        };
+        // The tail, cut to the checkpoint's leaves (more were written by a commit that never
+        // reached its checkpoint), is appended to from here; a tail not read (beside an
+        // older node's partial bundle) was written by no commit that reached its checkpoint.
+        let mut tail = None;
+        if bundle_width > 0 {
+            let tail_path = partial_dir(dir, TileKind::Entries, edge_n).join(TAIL);
+            if source == tail_path {
+                let file = fs::OpenOptions::new()
+                    .write(true)
+                    .open(&tail_path)
+                    .map_err(io_err(&tail_path))?;
+                if file.metadata().map_err(io_err(&tail_path))?.len() != used {
+                    file.set_len(used).map_err(io_err(&tail_path))?;
+                }
+                tail = Some(Tail {
+                    n: edge_n,
+                    path: tail_path,
+                    file,
+                    leaves: bundle_width,
+                    len: used,
+                });
+            } else if tail_path.exists() {
+                fs::remove_file(&tail_path).map_err(io_err(&tail_path))?;
             }
         }
-        store.published.store(Arc::new(Snapshot {
-            size,
-            root,
-            checkpoint: snapshot.checkpoint.clone(),
-            edge: snapshot.edge.clone(),
-            bundle: snapshot.bundle.clone(),
-        }));
+        let snapshot = Arc::new(snapshot);
+        store.published.store(snapshot.clone());
+        let edge = snapshot.edge.clone();
 
         let writer = TileWriter {
             store: store.clone(),
@@ -681,6 +745,7 @@ impl TileStore {
             spares: Spares::open(dir.join(SPARE_DIR), dir.join(SPARE_DIRS_DIR))?,
             known_dirs: Default::default(),
             syncer: Arc::new(Syncer::start()),
+            tail,
         };
         Ok((store, writer, signed))
     }
@@ -960,17 +1025,34 @@ impl TileWriter {
             self.push_hash(0, leaf_hash(leaf), &mut pending);
             self.size += 1;
         }
-        // The partial bundle of the new edge (partial hash tiles are derived, never stored).
-        if !self.bundle.is_empty() && self.size != self.prepared_size {
-            pending.files.push((
-                tile_path(
-                    &dir,
-                    TileKind::Entries,
-                    self.size / TILE_WIDTH as u64,
-                    self.bundle.len(),
-                ),
-                encode_bundle(&self.bundle),
-            ));
+        // The partial bundle of the new edge (partial hash tiles are derived, never stored):
+        // the new leaves appended to its tail file, or, for a bundle just begun (or a tail
+        // not known to be whole), the whole bundle written to a new one.
+        let mut new_tail = None;
+        let n = self.size / TILE_WIDTH as u64;
+        if self.bundle.is_empty() {
+            self.tail = None;
+        } else if self.size != self.prepared_size {
+            match &mut self.tail {
+                Some(tail) if tail.n == n && tail.leaves <= self.bundle.len() => {
+                    let bytes = encode_bundle(self.bundle.get(tail.leaves..).unwrap_or(&[]));
+                    use std::os::unix::fs::FileExt;
+                    tail.file
+                        .write_all_at(&bytes, tail.len)
+                        .map_err(io_err(&tail.path))?;
+                    tail.len += bytes.len() as u64;
+                    tail.leaves = self.bundle.len();
+                    let file = tail.file.try_clone().map_err(io_err(&tail.path))?;
+                    self.unsynced.files.push((tail.path.clone(), file));
+                }
+                _ => {
+                    self.tail = None;
+                    let path = partial_dir(&dir, TileKind::Entries, n).join(TAIL);
+                    let bytes = encode_bundle(&self.bundle);
+                    new_tail = Some((path.clone(), bytes.len() as u64));
+                    pending.files.push((path, bytes));
+                }
+            }
         }
         if self.known_dirs.len() > KNOWN_DIRS {
             self.known_dirs.clear();
@@ -981,6 +1063,17 @@ impl TileWriter {
             &mut self.spares,
             &mut self.known_dirs,
         )?;
+        if let Some((path, len)) = new_tail {
+            if let Some((_, file)) = self.unsynced.files.iter().find(|(p, _)| *p == path) {
+                self.tail = Some(Tail {
+                    n,
+                    file: file.try_clone().map_err(io_err(&path))?,
+                    path,
+                    leaves: self.bundle.len(),
+                    len,
+                });
+            }
+        }
         let snapshot = Snapshot {
             size: self.size,
             root: merkle::empty_root(),
@@ -1297,13 +1390,31 @@ fn encode_bundle(leaves: &[Bytes]) -> Vec<u8> {
 
 fn read_bundle(path: &Path, width: usize) -> Result<Vec<Bytes>, StoreError> {
     let bytes = Bytes::from(fs::read(path).map_err(io_err(path))?);
+    split_bundle(path, &bytes, width, usize::MAX).map(|(leaves, _)| leaves)
+}
+
+/// The first `width` leaves of the bundle file at `path` (bytes after them are ignored: a
+/// tail file widened by a commit that never reached its checkpoint), and the bytes they take.
+fn read_bundle_prefix(path: &Path, width: usize) -> Result<(Vec<Bytes>, u64), StoreError> {
+    let bytes = Bytes::from(fs::read(path).map_err(io_err(path))?);
+    split_bundle(path, &bytes, width, width).map(|(leaves, used)| (leaves, used as u64))
+}
+
+/// Splits `bytes` into length-prefixed leaves, at most `most` of them, which must come to
+/// `width`. Returns them and the bytes they take.
+fn split_bundle(
+    path: &Path,
+    bytes: &Bytes,
+    width: usize,
+    most: usize,
+) -> Result<(Vec<Bytes>, usize), StoreError> {
     let corrupt = |what: String| StoreError::Corrupt {
         path: path.to_owned(),
         what,
     };
     let mut leaves = Vec::with_capacity(width);
     let mut at = 0usize;
-    while at < bytes.len() {
+    while at < bytes.len() && leaves.len() < most {
         let len_bytes = bytes
             .get(at..at + 2)
             .ok_or_else(|| corrupt("truncated length prefix".into()))?;
@@ -1320,11 +1431,12 @@ fn read_bundle(path: &Path, width: usize) -> Result<Vec<Bytes>, StoreError> {
             leaves.len()
         )));
     }
-    Ok(leaves)
+    Ok((leaves, at))
 }
 
 /// Removes every tile of `kind` beyond `count` entries: full tiles from index `count / 256`
-/// on, and every partial tile wider than `count % 256` (or of a later tile).
+/// on, and every partial tile wider than `count % 256` (or of a later tile). The tail file
+/// of the edge's partial bundle is kept (cut to its leaves at open).
 fn remove_beyond(dir: &Path, kind: TileKind, count: u64) -> Result<(), StoreError> {
     if !paths::level_exists(dir, kind) {
         return Ok(());
@@ -1350,7 +1462,9 @@ fn remove_beyond(dir: &Path, kind: TileKind, count: u64) -> Result<(), StoreErro
                     .file_name()
                     .to_str()
                     .and_then(|w| w.parse::<usize>().ok());
-                let keep = n == edge_n && width.is_some_and(|w| w >= 1 && w <= keep_width);
+                let keep = n == edge_n
+                    && (width.is_some_and(|w| w >= 1 && w <= keep_width)
+                        || (keep_width > 0 && entry.file_name() == TAIL));
                 if !keep {
                     let p = entry.path();
                     fs::remove_file(&p).map_err(io_err(&p))?;

@@ -257,7 +257,7 @@ fn a_corrupt_edge_tile_stops_the_node_from_opening() {
     }
     // 600 = 2 full tiles + a partial of 88, whose hashes are derived from the partial
     // bundle: a leaf changed there no longer gives the signed root.
-    let path = dir.path().join("tile/entries/002.p/88");
+    let path = dir.path().join("tile/entries/002.p/tail");
     let mut bytes = fs::read(&path).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
@@ -286,9 +286,10 @@ fn a_checkpoint_by_another_key_is_refused() {
     ));
 }
 
-/// Files of superseded partial tiles become spares and are reused for new tiles (no new
-/// inode); the tree is the same, a crash while spares are in use loses only what was not
-/// committed, and whatever else sits in the spare directory is cleared at open.
+/// The partial bundle is one file, appended to by each commit; once its bundle is full it
+/// becomes a spare, reused for a new file (no new inode), as its emptied directory is. The
+/// tree is the same, a crash while spares are in use loses only what was not committed, and
+/// whatever else sits in the spare directory is cleared at open.
 #[test]
 fn spare_files_are_reused_without_changing_the_tree() {
     let dir = tempfile::tempdir().unwrap();
@@ -297,20 +298,32 @@ fn spare_files_are_reused_without_changing_the_tree() {
     let mut reference = MemoryTree::new();
     {
         let (store, mut writer, _) = open(dir.path());
-        // One entry per commit: a partial tile per width, until the first tile fills.
-        for i in 0..256 {
+        // One entry per commit until the first bundle fills: one file, appended to.
+        let partials = dir.path().join("tile/entries/000.p");
+        for i in 0..255 {
             reference.push_leaf_hash(leaf_hash(&leaf(i)));
             commit(&mut writer, &signer, &[leaf(i)]);
         }
-        // The spare maker moves them in the background.
+        let files: Vec<_> = fs::read_dir(&partials)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, [TAIL], "one file for the partial bundle");
+        let leaves: Vec<Bytes> = (0..255).map(leaf).collect();
+        assert_eq!(
+            fs::read(partials.join(TAIL)).unwrap(),
+            encode_bundle(&leaves)
+        );
+        reference.push_leaf_hash(leaf_hash(&leaf(255)));
+        commit(&mut writer, &signer, &[leaf(255)]);
+        // The spare maker moves it in the background.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let retired = dir.path().join("tile/entries/000.p");
-        while (spares(dir.path()) < 255 || retired.exists()) && std::time::Instant::now() < deadline
-        {
+        let retired = partials;
+        while retired.exists() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let kept = spares(dir.path());
-        assert!(kept >= 255, "the first tile's partials are spares: {kept}");
+        assert!(kept >= 1, "the first bundle's tail is a spare: {kept}");
         let spare_dir = dir.path().join(SPARE_DIR);
         for entry in fs::read_dir(&spare_dir).unwrap() {
             let len = entry.unwrap().metadata().unwrap().len();
@@ -324,9 +337,13 @@ fn spare_files_are_reused_without_changing_the_tree() {
             reference.push_leaf_hash(leaf_hash(&leaf(i)));
             commit(&mut writer, &signer, &[leaf(i)]);
         }
-        assert!(spares(dir.path()) < kept, "new partial tiles took spares");
+        assert!(spares(dir.path()) < kept, "new files took spares");
         assert_eq!(fs::read_dir(&spare_dirs).unwrap().count(), 0);
-        assert!(dir.path().join("tile/entries/001.p/44").is_file());
+        let leaves: Vec<Bytes> = (256..300).map(leaf).collect();
+        assert_eq!(
+            fs::read(dir.path().join("tile/entries/001.p").join(TAIL)).unwrap(),
+            encode_bundle(&leaves)
+        );
         assert_eq!(store.snapshot().root, reference.root());
         for i in [0, 255, 256, 299] {
             assert_eq!(store.leaf(&store.snapshot(), i).unwrap(), leaf(i));
@@ -406,12 +423,12 @@ fn a_recycled_directory_in_a_batch_lost_to_a_crash_changes_nothing() {
         let lost: Vec<Bytes> = (0..10).map(|i| Bytes::from(format!("lost {i}"))).collect();
         writer.append(&lost).unwrap();
         assert_eq!(spares(), before - 1);
-        assert!(dir.path().join("tile/entries/002.p/10").is_file());
+        assert!(dir.path().join("tile/entries/002.p/tail").is_file());
     }
     let (store, mut writer, checkpoint) = open(dir.path());
     assert_eq!(checkpoint.unwrap().checkpoint.size, 512);
     assert_eq!(store.snapshot().root, reference.root());
-    assert!(!dir.path().join("tile/entries/002.p/10").exists());
+    assert!(!dir.path().join("tile/entries/002.p/tail").exists());
     fill(&mut writer, &mut reference, 700);
     assert_eq!(store.snapshot().root, reference.root());
     for i in [0, 255, 256, 511, 512, 699] {
@@ -535,4 +552,78 @@ fn partial_tiles_come_from_the_published_tree() {
     assert_eq!(tile(TileKind::Hashes(1), 0, 3), None);
     assert_eq!(tile(TileKind::Hashes(0), 0, 0), None);
     assert_eq!(tile(TileKind::Hashes(0), 0, 256), None);
+}
+
+/// The tail file holds the committed leaves of the edge's bundle and whatever an uncommitted
+/// batch appended after them: at open it is cut back to the checkpoint's leaves, and later
+/// commits append after those.
+#[test]
+fn a_tail_widened_by_a_lost_batch_is_cut_back_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = signer();
+    let mut reference = MemoryTree::new();
+    let tail = dir.path().join("tile/entries/001.p").join(TAIL);
+    {
+        let (_store, mut writer, _) = open(dir.path());
+        fill(&mut writer, &mut reference, 266);
+        let lost: Vec<Bytes> = (0..20).map(|i| Bytes::from(format!("lost {i}"))).collect();
+        writer.append(&lost).unwrap();
+        let mut widened: Vec<Bytes> = (256..266).map(leaf).collect();
+        widened.extend(lost);
+        assert_eq!(fs::read(&tail).unwrap(), encode_bundle(&widened));
+    }
+    let (store, mut writer, checkpoint) = open(dir.path());
+    assert_eq!(checkpoint.unwrap().checkpoint.size, 266);
+    let committed: Vec<Bytes> = (256..266).map(leaf).collect();
+    assert_eq!(fs::read(&tail).unwrap(), encode_bundle(&committed));
+    let batch: Vec<Bytes> = (266..271).map(leaf).collect();
+    for l in &batch {
+        reference.push_leaf_hash(leaf_hash(l));
+    }
+    commit(&mut writer, &signer, &batch);
+    let both: Vec<Bytes> = (256..271).map(leaf).collect();
+    assert_eq!(fs::read(&tail).unwrap(), encode_bundle(&both));
+    assert_eq!(store.snapshot().root, reference.root());
+    drop((store, writer));
+    let (store, _writer, checkpoint) = open(dir.path());
+    assert_eq!(checkpoint.unwrap().checkpoint.size, 271);
+    assert_eq!(store.snapshot().root, reference.root());
+}
+
+/// A directory an older node wrote, with one file per partial width (`<N>.p/<W>`) and no
+/// tail, opens from that file; a tail beside it that does not give the signed root (written
+/// by a first commit that never reached its checkpoint) is set aside, and the next commit
+/// writes the whole partial bundle to a new tail.
+#[test]
+fn an_older_nodes_partial_bundle_is_read_and_a_tail_written_at_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = signer();
+    let mut reference = MemoryTree::new();
+    let partials = dir.path().join("tile/entries/001.p");
+    {
+        let (_store, mut writer, _) = open(dir.path());
+        fill(&mut writer, &mut reference, 300);
+    }
+    // As an older node left it: the partial bundle of width 44 in a file of that name, and a
+    // tail of zeros (its blocks never written before a power loss).
+    fs::rename(partials.join(TAIL), partials.join("44")).unwrap();
+    fs::write(partials.join(TAIL), vec![0u8; 4096]).unwrap();
+    let (store, mut writer, checkpoint) = open(dir.path());
+    assert_eq!(checkpoint.unwrap().checkpoint.size, 300);
+    assert_eq!(store.snapshot().root, reference.root());
+    assert!(!partials.join(TAIL).exists(), "the stale tail is removed");
+    let batch: Vec<Bytes> = (300..310).map(leaf).collect();
+    for l in &batch {
+        reference.push_leaf_hash(leaf_hash(l));
+    }
+    commit(&mut writer, &signer, &batch);
+    let leaves: Vec<Bytes> = (256..310).map(leaf).collect();
+    assert_eq!(
+        fs::read(partials.join(TAIL)).unwrap(),
+        encode_bundle(&leaves)
+    );
+    drop((store, writer));
+    let (store, _writer, checkpoint) = open(dir.path());
+    assert_eq!(checkpoint.unwrap().checkpoint.size, 310);
+    assert_eq!(store.snapshot().root, reference.root());
 }
