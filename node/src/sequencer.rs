@@ -24,7 +24,7 @@ use bytes::Bytes;
 use fairtrail_client::checkpoint::Checkpoint;
 use fairtrail_client::entry::{encode_leaf, LeafError};
 use fairtrail_client::envelope::{
-    verify_batch, Envelope, EnvelopeError, KnownKeys, StatementId, VerifiedEnvelope,
+    verify_batch_with, Envelope, EnvelopeError, KnownKeys, StatementId, VerifiedEnvelope,
 };
 use fairtrail_client::keys::PublicKey;
 use fairtrail_client::merkle::{leaf_hash, Hash};
@@ -328,7 +328,9 @@ fn verify_loop(
             }
             groups.push(group);
         }
-        for (result, (g, slot, statement)) in verify_batch(envelopes).into_iter().zip(owners) {
+        for (result, (g, slot, statement)) in
+            verify_batch_with(envelopes, &known).into_iter().zip(owners)
+        {
             let Some(group) = groups.get_mut(g) else {
                 continue;
             };
