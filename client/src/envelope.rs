@@ -237,8 +237,8 @@ pub struct KnownKeys {
 }
 
 impl KnownKeys {
-    /// Keys remembered at most (32 bytes and a 160-byte point each, about 4 MB in all with
-    /// the table).
+    /// Keys remembered at most (32 bytes and a 160-byte point each, about 6.5 MB in all
+    /// with the table).
     pub const CAPACITY: usize = 16_384;
 
     /// Checks `key` as [`PublicKey::verifying_key`] does, remembering keys that pass.

@@ -720,6 +720,18 @@ impl TileStore {
                 if file.metadata().map_err(io_err(&tail_path))?.len() != used {
                     file.set_len(used).map_err(io_err(&tail_path))?;
                 }
+                // Its name is made durable, and the spare directory it may have been renamed
+                // out of synced, before anything is appended to it: a tail first written by a
+                // commit that never reached its checkpoint (beside an older node's partial
+                // bundle, whose leaves it begins with) was never synced with one.
+                for d in [
+                    partial_dir(dir, TileKind::Entries, edge_n),
+                    dir.join(SPARE_DIR),
+                ] {
+                    if d.is_dir() {
+                        sync_dir(&d)?;
+                    }
+                }
                 tail = Some(Tail {
                     n: edge_n,
                     path: tail_path,
