@@ -64,6 +64,9 @@ const MAX_SPARES: usize = 256;
 const SPARE_DIRS_DIR: &str = "spare-dirs";
 /// Spare directories kept at most.
 const MAX_SPARE_DIRS: usize = 64;
+/// Full bundles before the edge whose partial directory is looked for at open (one left by
+/// a crash before the spare maker emptied it).
+const LEFTOVERS_CHECKED: u64 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -759,6 +762,23 @@ impl TileStore {
             syncer: Arc::new(Syncer::start()),
             tail,
         };
+        // A crash between a commit that filled a bundle and the spare maker's emptying of
+        // that bundle's partial directory leaves the directory behind: the last few before
+        // the edge are handed to the spare maker again (their bundles are full on disk).
+        let leftovers: Vec<PathBuf> = (edge_n.saturating_sub(LEFTOVERS_CHECKED)..edge_n)
+            .filter(|&n| tile_path(dir, TileKind::Entries, n, TILE_WIDTH).is_file())
+            .map(|n| partial_dir(dir, TileKind::Entries, n))
+            .filter(|p| p.is_dir())
+            .collect();
+        if !leftovers.is_empty() {
+            writer.spares.pool.retire(leftovers);
+            match &writer.spares.maker {
+                Some((wake, _)) => {
+                    let _ = wake.try_send(());
+                }
+                None => writer.spares.pool.empty_retired(&writer.spares.dir),
+            }
+        }
         Ok((store, writer, signed))
     }
 

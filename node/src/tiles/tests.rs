@@ -627,3 +627,33 @@ fn an_older_nodes_partial_bundle_is_read_and_a_tail_written_at_the_next_commit()
     assert_eq!(checkpoint.unwrap().checkpoint.size, 310);
     assert_eq!(store.snapshot().root, reference.root());
 }
+
+/// A full bundle's partial directory that a crash left before the spare maker emptied it is
+/// emptied at the next open; the tree is unchanged.
+#[test]
+fn a_full_bundles_partial_directory_left_by_a_crash_is_emptied_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reference = MemoryTree::new();
+    {
+        let (_store, mut writer, _) = open(dir.path());
+        fill(&mut writer, &mut reference, 600);
+    }
+    // As if the process died before the spare maker took bundle 1's tail.
+    let leftover = dir.path().join("tile/entries/001.p");
+    fs::create_dir_all(&leftover).unwrap();
+    let leaves: Vec<Bytes> = (256..300).map(leaf).collect();
+    fs::write(leftover.join(TAIL), encode_bundle(&leaves)).unwrap();
+    let (store, _writer, checkpoint) = open(dir.path());
+    assert_eq!(checkpoint.unwrap().checkpoint.size, 600);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while leftover.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        !leftover.exists(),
+        "the leftover directory is emptied and moved aside"
+    );
+    assert_eq!(store.snapshot().root, reference.root());
+    assert_eq!(store.leaf(&store.snapshot(), 299).unwrap(), leaf(299));
+    assert!(dir.path().join("tile/entries/002.p").join(TAIL).is_file());
+}
