@@ -6,7 +6,9 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use ed25519_dalek::{Signature, Signer, Verifier, VerifyingKey};
-use fairtrail_client::envelope::{pae, verify_batch, Envelope, PAYLOAD_TYPE};
+use fairtrail_client::envelope::{
+    pae, verify_batch, verify_batch_with, Envelope, KnownKeys, PAYLOAD_TYPE,
+};
 
 #[path = "common/chain.rs"]
 mod chain;
@@ -102,6 +104,25 @@ fn envelopes(c: &mut Criterion) {
             || decoded.clone(),
             |d| {
                 let results = verify_batch(d);
+                assert!(results.iter().all(Result::is_ok));
+                results
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // As the node's verifier does: the signers' keys were checked (and their points kept)
+    // when their envelopes were decoded.
+    let mut known = KnownKeys::default();
+    for e in &decoded {
+        for key in e.signers() {
+            known.check(&key).expect("a valid key");
+        }
+    }
+    group.bench_function("verify_batch_with_known_keys/256", |b| {
+        b.iter_batched(
+            || decoded.clone(),
+            |d| {
+                let results = verify_batch_with(d, &known);
                 assert!(results.iter().all(Result::is_ok));
                 results
             },
