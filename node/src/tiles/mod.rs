@@ -641,35 +641,37 @@ impl TileStore {
         //    tampered tile fatal at start instead of a wrong proof later. The partial bundle
         //    is the tail file's first leaves, or, in a directory an older node wrote, the
         //    file of its width (10.4).
-        let sources: Vec<PathBuf> = if bundle_width == 0 {
-            vec![checkpoint_path.clone()]
+        // `None`: no partial bundle (the edge is a bundle boundary).
+        let sources: Vec<Option<PathBuf>> = if bundle_width == 0 {
+            vec![None]
         } else {
             let tail = partial_dir(dir, TileKind::Entries, edge_n).join(TAIL);
             let legacy = tile_path(dir, TileKind::Entries, edge_n, bundle_width);
-            let mut sources: Vec<PathBuf> =
-                [tail, legacy].into_iter().filter(|p| p.exists()).collect();
+            let sources: Vec<Option<PathBuf>> = [tail, legacy]
+                .into_iter()
+                .filter(|p| p.exists())
+                .map(Some)
+                .collect();
             if sources.is_empty() {
                 return Err(StoreError::Corrupt {
                     path: partial_dir(dir, TileKind::Entries, edge_n),
                     what: format!("no partial bundle of {bundle_width} entries"),
                 });
             }
-            sources.dedup();
             sources
         };
         let mut opened = None;
         let mut failure = None;
         for source in sources {
-            let (bundle, used) = if bundle_width == 0 {
-                (Vec::new(), 0)
-            } else {
-                match read_bundle_prefix(&source, bundle_width) {
+            let (bundle, used) = match &source {
+                None => (Vec::new(), 0),
+                Some(path) => match read_bundle_prefix(path, bundle_width) {
                     Ok(read) => read,
                     Err(e) => {
                         failure = failure.or(Some(e));
                         continue;
                     }
-                }
+                },
             };
             let mut edge = Vec::with_capacity(upper.len() + 1);
             if size > 0 {
@@ -688,14 +690,16 @@ impl TileStore {
             if signed.as_ref().is_some_and(|s| s.checkpoint.root != root) {
                 // The edge is derived from the partial bundle, when there is one, and from
                 // the full tiles below each level's edge: one of them is damaged.
-                failure = failure.or(Some(StoreError::Corrupt {
-                    path: source,
-                    what: if bundle_width == 0 {
-                        "the tiles on disk do not give the checkpoint's root hash".to_owned()
-                    } else {
-                        "this partial bundle and the full tiles the right edge is derived \
-                         from do not give the checkpoint's root hash"
-                            .to_owned()
+                failure = failure.or(Some(match source {
+                    None => StoreError::Corrupt {
+                        path: checkpoint_path.clone(),
+                        what: "the tiles on disk do not give the checkpoint's root hash".into(),
+                    },
+                    Some(path) => StoreError::Corrupt {
+                        path,
+                        what: "this partial bundle and the full tiles the right edge is derived \
+                               from do not give the checkpoint's root hash"
+                            .into(),
                     },
                 }));
                 continue;
@@ -706,7 +710,7 @@ impl TileStore {
         let Some((snapshot, source, used)) = opened else {
             return Err(failure.unwrap_or_else(|| StoreError::Corrupt {
                 path: checkpoint_path,
-                what: "the tiles on disk do not give the checkpoint's root hash".to_owned(),
+                what: "the tiles on disk do not give the checkpoint's root hash".into(),
             }));
         };
         // The tail, cut to the checkpoint's leaves (more were written by a commit that never
@@ -715,7 +719,7 @@ impl TileStore {
         let mut tail = None;
         if bundle_width > 0 {
             let tail_path = partial_dir(dir, TileKind::Entries, edge_n).join(TAIL);
-            if source == tail_path {
+            if source.as_ref() == Some(&tail_path) {
                 let file = fs::OpenOptions::new()
                     .write(true)
                     .open(&tail_path)
