@@ -318,11 +318,27 @@ impl SparePool {
         }
     }
 
-    /// Names directories of partial tiles to empty into the pool (by the maker).
-    fn retire(&self, dirs: Vec<PathBuf>) {
-        if !dirs.is_empty() {
-            let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
-            retired.extend(dirs);
+    /// Names directories of partial tiles to empty into the pool, and has the maker (woken
+    /// by `wake`) empty them, or, without a maker, empties them here into `spare_dir`.
+    fn retire(
+        &self,
+        dirs: Vec<PathBuf>,
+        wake: Option<&std::sync::mpsc::SyncSender<()>>,
+        spare_dir: &Path,
+    ) {
+        if dirs.is_empty() {
+            return;
+        }
+        self.retired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(dirs);
+        match wake {
+            // Full means a wake-up is already pending.
+            Some(wake) => {
+                let _ = wake.try_send(());
+            }
+            None => self.empty_retired(spare_dir),
         }
     }
 
@@ -774,15 +790,9 @@ impl TileStore {
             .map(|n| partial_dir(dir, TileKind::Entries, n))
             .filter(|p| p.is_dir())
             .collect();
-        if !leftovers.is_empty() {
-            writer.spares.pool.retire(leftovers);
-            match &writer.spares.maker {
-                Some((wake, _)) => {
-                    let _ = wake.try_send(());
-                }
-                None => writer.spares.pool.empty_retired(&writer.spares.dir),
-            }
-        }
+        let spares = &writer.spares;
+        let wake = spares.maker.as_ref().map(|(wake, _)| wake);
+        spares.pool.retire(leftovers, wake, &spares.dir);
         Ok((store, writer, signed))
     }
 
@@ -1271,17 +1281,8 @@ impl PreparedCommit<'_> {
             let (old_n, new_n) = (old_count / TILE_WIDTH as u64, new_count / TILE_WIDTH as u64);
             retired.extend((old_n..new_n).map(|n| partial_dir(dir, kind, n)));
         }
-        if retired.is_empty() {
-            return;
-        }
-        self.spares.retire(retired);
-        match &self.wake_maker {
-            // Full means a wake-up is already pending.
-            Some(wake) => {
-                let _ = wake.try_send(());
-            }
-            None => self.spares.empty_retired(&self.spare_dir),
-        }
+        self.spares
+            .retire(retired, self.wake_maker.as_ref(), &self.spare_dir);
     }
 }
 

@@ -36,20 +36,28 @@ fn open(dir: &Path) -> (Arc<TileStore>, TileWriter, Option<SignedCheckpoint>) {
     TileStore::open(dir, &signer().verifier(), 64).unwrap()
 }
 
+/// Commits the leaves of `range` in one batch, and adds them to the reference tree.
+fn commit_range(
+    writer: &mut TileWriter,
+    reference: &mut MemoryTree,
+    range: std::ops::Range<u64>,
+) -> Hash {
+    let batch: Vec<Bytes> = range.map(leaf).collect();
+    for l in &batch {
+        reference.push_leaf_hash(leaf_hash(l));
+    }
+    commit(writer, &signer(), &batch)
+}
+
 /// Appends `total` leaves in batches of varied sizes, checking against the reference tree.
 fn fill(writer: &mut TileWriter, reference: &mut MemoryTree, total: u64) {
-    let signer = signer();
     let sizes = [1u64, 2, 3, 255, 1, 256, 257, 1000, 7, 4096, 513];
     let mut k = 0;
     while reference.len() < total {
         let n = sizes[k % sizes.len()].min(total - reference.len());
         k += 1;
         let start = reference.len();
-        let batch: Vec<Bytes> = (start..start + n).map(leaf).collect();
-        for l in &batch {
-            reference.push_leaf_hash(leaf_hash(l));
-        }
-        let root = commit(writer, &signer, &batch);
+        let root = commit_range(writer, reference, start..start + n);
         assert_eq!(root, reference.root(), "root at size {}", reference.len());
     }
 }
@@ -395,7 +403,6 @@ fn spare_files_are_reused_without_changing_the_tree() {
 #[test]
 fn a_recycled_directory_in_a_batch_lost_to_a_crash_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let signer = signer();
     let mut reference = MemoryTree::new();
     let spare_dirs = dir.path().join(SPARE_DIRS_DIR);
     let spares = || fs::read_dir(&spare_dirs).unwrap().count();
@@ -404,11 +411,7 @@ fn a_recycled_directory_in_a_batch_lost_to_a_crash_changes_nothing() {
         // Bundle 0 in two commits (a partial, then full), then bundle 1 the same way: each
         // full bundle's partial directory becomes the spare the next one takes.
         for range in [0..10, 10..256, 256..266, 266..512] {
-            let batch: Vec<Bytes> = range.map(leaf).collect();
-            for l in &batch {
-                reference.push_leaf_hash(leaf_hash(l));
-            }
-            commit(&mut writer, &signer, &batch);
+            commit_range(&mut writer, &mut reference, range);
         }
         // The spare maker moves bundle 1's partial directory aside (and bundle 0's, if
         // bundle 1 did not take it in time).
@@ -452,7 +455,6 @@ fn spares_are_made_ahead_of_need_and_the_maker_stops_with_the_writer() {
         }
         spares(dir)
     };
-    let signer = signer();
     let mut reference = MemoryTree::new();
     {
         let (store, mut writer, _) = open(dir.path());
@@ -460,11 +462,7 @@ fn spares_are_made_ahead_of_need_and_the_maker_stops_with_the_writer() {
         // 40 full tiles and bundles at once take more spares than the pool holds above its
         // low mark (81 of 128 would leave 47): the maker refills it, at least to the mark
         // (it may finish a round while the commit still takes files).
-        let batch: Vec<Bytes> = (0..40 * 256).map(leaf).collect();
-        for l in &batch {
-            reference.push_leaf_hash(leaf_hash(l));
-        }
-        commit(&mut writer, &signer, &batch);
+        commit_range(&mut writer, &mut reference, 0..40 * 256);
         assert_eq!(store.snapshot().root, reference.root());
         assert!(wait_for(dir.path(), SPARES_LOW) >= SPARES_LOW);
         assert_eq!(store.leaf(&store.snapshot(), 5_000).unwrap(), leaf(5_000));
@@ -560,7 +558,6 @@ fn partial_tiles_come_from_the_published_tree() {
 #[test]
 fn a_tail_widened_by_a_lost_batch_is_cut_back_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    let signer = signer();
     let mut reference = MemoryTree::new();
     let tail = dir.path().join("tile/entries/001.p").join(TAIL);
     {
@@ -576,11 +573,7 @@ fn a_tail_widened_by_a_lost_batch_is_cut_back_at_open() {
     assert_eq!(checkpoint.unwrap().checkpoint.size, 266);
     let committed: Vec<Bytes> = (256..266).map(leaf).collect();
     assert_eq!(fs::read(&tail).unwrap(), encode_bundle(&committed));
-    let batch: Vec<Bytes> = (266..271).map(leaf).collect();
-    for l in &batch {
-        reference.push_leaf_hash(leaf_hash(l));
-    }
-    commit(&mut writer, &signer, &batch);
+    commit_range(&mut writer, &mut reference, 266..271);
     let both: Vec<Bytes> = (256..271).map(leaf).collect();
     assert_eq!(fs::read(&tail).unwrap(), encode_bundle(&both));
     assert_eq!(store.snapshot().root, reference.root());
@@ -597,7 +590,6 @@ fn a_tail_widened_by_a_lost_batch_is_cut_back_at_open() {
 #[test]
 fn an_older_nodes_partial_bundle_is_read_and_a_tail_written_at_the_next_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let signer = signer();
     let mut reference = MemoryTree::new();
     let partials = dir.path().join("tile/entries/001.p");
     {
@@ -612,11 +604,7 @@ fn an_older_nodes_partial_bundle_is_read_and_a_tail_written_at_the_next_commit()
     assert_eq!(checkpoint.unwrap().checkpoint.size, 300);
     assert_eq!(store.snapshot().root, reference.root());
     assert!(!partials.join(TAIL).exists(), "the stale tail is removed");
-    let batch: Vec<Bytes> = (300..310).map(leaf).collect();
-    for l in &batch {
-        reference.push_leaf_hash(leaf_hash(l));
-    }
-    commit(&mut writer, &signer, &batch);
+    commit_range(&mut writer, &mut reference, 300..310);
     let leaves: Vec<Bytes> = (256..310).map(leaf).collect();
     assert_eq!(
         fs::read(partials.join(TAIL)).unwrap(),
