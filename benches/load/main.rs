@@ -119,7 +119,11 @@ pub struct Args {
 pub enum Command {
     /// Serve the no-op service (the suite starts this itself).
     #[command(hide = true)]
-    NoopServer,
+    NoopServer {
+        /// Gather its writes as the node does (`fairtrail_node::gather`).
+        #[arg(long)]
+        gather: bool,
+    },
     /// The storage-path scale run alone; prints its figures as `key value` lines.
     #[command(hide = true)]
     Scale,
@@ -171,7 +175,7 @@ impl Args {
 fn main() -> std::process::ExitCode {
     let args = Args::parse().resolved();
     let result = match &args.command {
-        Some(Command::NoopServer) => noop::serve(),
+        Some(Command::NoopServer { gather }) => noop::serve(*gather),
         Some(Command::CriterionTable {
             criterion_dir,
             baselines,

@@ -59,11 +59,15 @@ impl Server {
     }
 
     /// Starts this binary's no-op service.
-    pub fn noop() -> anyhow::Result<Server> {
+    /// The no-op service; with `gather`, on connections that gather writes as the node's do.
+    pub fn noop(gather: bool) -> anyhow::Result<Server> {
         let me = std::env::current_exe().context("this binary's path")?;
         let mut command = Command::new(me);
+        command.arg("noop-server");
+        if gather {
+            command.arg("--gather");
+        }
         command
-            .arg("noop-server")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());

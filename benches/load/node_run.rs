@@ -86,6 +86,13 @@ impl NodeRun<'_> {
             "(b) no-op tonic, unary Submit",
             Goal::RatioAtLeast(0.5),
         );
+        ratio(
+            r,
+            "node unary Submit, to the gathered no-op",
+            &unary,
+            "(b) no-op tonic, gathered writes, unary Submit",
+            Goal::None,
+        );
         latencies(r, "node unary Submit", &unary);
         let before = http::commit_counters(&http).await?;
         let cpu_before = CpuMark::now(&server);

@@ -113,7 +113,7 @@ impl LedgerService for Noop {
 
 /// Serves the no-op service on `127.0.0.1:0` until stdin closes, after printing
 /// `listening grpc=ADDR` (the parent reads it, and closes stdin to stop us).
-pub fn serve() -> anyhow::Result<()> {
+pub fn serve(gather: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -134,12 +134,9 @@ pub fn serve() -> anyhow::Result<()> {
                     .max_decoding_message_size(4 * 1024 * 1024),
             )
             .serve_with_incoming_shutdown(
-                // As the node does: no Nagle delay on small answers.
-                tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
-                    s.inspect(|s| {
-                        let _ = s.set_nodelay(true);
-                    })
-                }),
+                // As the node does: no Nagle delay on small answers, and with `gather` the
+                // node's connections (gathered writes) themselves.
+                fairtrail_node::limits::limit_connections(listener, 4096, gather),
                 stop,
             )
             .await?;

@@ -169,7 +169,7 @@ fn baselines(
 
 /// Baseline (b): the no-op service under the same client load as the node.
 async fn noop(args: &Args, harvests: &[proto::Envelope], r: &mut Results) -> anyhow::Result<()> {
-    let server = Server::noop()?;
+    let server = Server::noop(false)?;
     let cpu = CpuMark::now(&server);
     let unary = grpc::unary(&server.grpc, args.clients, harvests[..args.unary].to_vec()).await?;
     cpu.report_totals(r, "(b) no-op tonic, unary", &server, args.unary);
@@ -211,5 +211,21 @@ async fn noop(args: &Args, harvests: &[proto::Envelope], r: &mut Results) -> any
         stream.rate(),
         Goal::None,
     );
-    server.stop()
+    server.stop()?;
+    // For information: the same service on connections that gather writes as the node's do
+    // (one write per answer instead of two), the ceiling for the node's own transport.
+    let gathered = Server::noop(true)?;
+    let unary = grpc::unary(
+        &gathered.grpc,
+        args.clients,
+        harvests[..args.unary].to_vec(),
+    )
+    .await?;
+    r.add(
+        "(b) no-op tonic, gathered writes, unary Submit",
+        "req/s",
+        unary.rate(),
+        Goal::None,
+    );
+    gathered.stop()
 }

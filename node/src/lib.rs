@@ -16,6 +16,7 @@
 //! - [`provenance`]: the gRPC `fairtrail.v1.ProvenanceService`: bundles, participants, lots.
 
 pub mod config;
+pub mod gather;
 pub mod hashindex;
 pub mod http;
 pub mod index;

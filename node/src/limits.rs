@@ -116,8 +116,9 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 }
 
 /// A connection that holds one of the node's connection slots for as long as it lives.
+/// Its writes are gathered ([`crate::gather`]): a unary answer leaves in one write.
 pub struct LimitedStream {
-    inner: tokio::net::TcpStream,
+    inner: crate::gather::Gathered<tokio::net::TcpStream>,
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -171,15 +172,17 @@ impl tonic::transport::server::Connected for LimitedStream {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
 
     fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
+        self.inner.get_ref().connect_info()
     }
 }
 
 /// Accepts connections from `listener`, at most `max` open at once: the next waits in the
 /// kernel's backlog until one closes, so a flood of connections cannot exhaust the node.
+/// With `gather`, each connection's writes are gathered ([`crate::gather`]; plain text only).
 pub fn limit_connections(
     listener: tokio::net::TcpListener,
     max: usize,
+    gather: bool,
 ) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<LimitedStream>> {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(max.max(1)));
     let (tx, rx) = tokio::sync::mpsc::channel(16);
@@ -196,7 +199,14 @@ pub fn limit_connections(
                 Ok((inner, _)) => {
                     let _ = inner.set_nodelay(true);
                     if tx
-                        .send(Ok(LimitedStream { inner, _slot: slot }))
+                        .send(Ok(LimitedStream {
+                            inner: if gather {
+                                crate::gather::Gathered::new(inner)
+                            } else {
+                                crate::gather::Gathered::straight(inner)
+                            },
+                            _slot: slot,
+                        }))
                         .await
                         .is_err()
                     {

@@ -483,6 +483,8 @@ pub async fn run(
         None => None,
     };
     let mut builder = tonic::transport::Server::builder();
+    // Gathered writes suit the HTTP/2 encoder, the only writer of a plain-text connection.
+    let gather = tls.is_none();
     if let Some((cert, key)) = tls {
         let identity = tonic::transport::Identity::from_pem(cert, key);
         builder =
@@ -504,7 +506,7 @@ pub async fn run(
         .add_service(ledger)
         .add_service(provenance_rpc)
         .serve_with_incoming_shutdown(
-            crate::limits::limit_connections(listeners.grpc, limits.max_connections),
+            crate::limits::limit_connections(listeners.grpc, limits.max_connections, gather),
             stopped(stop_rx),
         )
         .await?;
