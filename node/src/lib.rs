@@ -11,7 +11,8 @@
 //! - [`statestore`]: lot records and entry lists: an LSM with a write-ahead log (ledger state).
 //! - [`tls`]: TLS for the HTTP side.
 //! - [`ledger`]: the gRPC `fairtrail.v1.LedgerService`.
-//! - [`limits`]: admission policy and rate limits.
+//! - [`limits`]: admission policy, rate limits and the gRPC listener's connections.
+//! - [`gather`]: gathered writes, so a unary gRPC answer leaves in one system call.
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`provenance`]: the gRPC `fairtrail.v1.ProvenanceService`: bundles, participants, lots.
 
