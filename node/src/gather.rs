@@ -9,15 +9,22 @@
 //!
 //! [`Gathered`] keeps such a write and lets the flush that follows it pass; the next flush
 //! writes everything kept in one system call. The encoder always flushes again before its
-//! turn ends (it encodes the trailers, then flushes), so the answer leaves as one write.
+//! turn ends (it encodes the trailers, then flushes), so an answer whose trailers were queued
+//! before the connection's turn leaves as one write. That is the usual case, not a promise:
+//! on a multi-thread runtime the connection can take its turn between the handler's DATA
+//! and its trailers, and that answer leaves in two writes, as before.
 //! Two guards make sure nothing kept is ever left behind by a writer that did not flush
 //! again: the task is woken when a flush is let pass (its next turn flushes or reads), and a
 //! read writes whatever is kept first (a writer never waits for the peer on bytes it holds).
 //!
-//! Only a write of two or more slices is kept; a single slice is written through at once
-//! (after anything kept), so large responses are not copied, and at most [`KEEP_MAX`] bytes
-//! are ever kept. The node gathers only plain-text gRPC connections, whose one writer is
-//! the HTTP/2 encoder; a TLS connection is written as it was.
+//! What is kept is copied: every write of two or more slices (the encoder's chained DATA
+//! frames, up to 16 KiB each at the default frame size), and any write made while bytes are
+//! kept. At most [`KEEP_MAX`] bytes are kept: what is kept is written out before it would
+//! grow past that, and a write larger than that goes straight through. So a large streamed
+//! answer leaves in writes of up to 64 KiB. A single slice with nothing kept goes straight
+//! through, uncopied. The node
+//! gathers only plain-text gRPC connections, whose one writer is the HTTP/2 encoder (tonic
+//! serves them HTTP/2 only); a TLS connection is written as it was.
 
 use std::io;
 use std::pin::Pin;

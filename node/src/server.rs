@@ -483,7 +483,8 @@ pub async fn run(
         None => None,
     };
     let mut builder = tonic::transport::Server::builder();
-    // Gathered writes suit the HTTP/2 encoder, the only writer of a plain-text connection.
+    // Gathered writes suit the HTTP/2 encoder, the only writer of a plain-text connection
+    // (tonic serves HTTP/2 alone here; see `crate::gather`).
     let gather = tls.is_none();
     if let Some((cert, key)) = tls {
         let identity = tonic::transport::Identity::from_pem(cert, key);
