@@ -58,8 +58,8 @@ impl Server {
         Ok(server)
     }
 
-    /// Starts this binary's no-op service.
-    /// The no-op service; with `gather`, on connections that gather writes as the node's do.
+    /// Starts this binary's no-op service; with `gather`, on connections that gather writes
+    /// as the node's plain-text connections do.
     pub fn noop(gather: bool) -> anyhow::Result<Server> {
         let me = std::env::current_exe().context("this binary's path")?;
         let mut command = Command::new(me);

@@ -116,7 +116,8 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 }
 
 /// A connection that holds one of the node's connection slots for as long as it lives.
-/// Its writes are gathered ([`crate::gather`]): a unary answer leaves in one write.
+/// On plain-text connections its writes are gathered ([`crate::gather`]): a unary answer
+/// leaves in one write.
 pub struct LimitedStream {
     inner: crate::gather::Gathered<tokio::net::TcpStream>,
     _slot: tokio::sync::OwnedSemaphorePermit,
