@@ -233,11 +233,6 @@ mod tests {
         }
     }
 
-    fn context() -> (Arc<Count>, std::task::Waker) {
-        let count = Arc::new(Count(0.into()));
-        (count.clone(), std::task::Waker::from(count))
-    }
-
     fn ready<T: std::fmt::Debug>(p: Poll<io::Result<T>>) -> T {
         match p {
             Poll::Ready(Ok(v)) => v,
@@ -245,95 +240,131 @@ mod tests {
         }
     }
 
+    /// A gathered recorder, polled with a waker that counts its wake-ups.
+    struct Rig {
+        g: Gathered<Recorder>,
+        rec: Recorder,
+        wakes: Arc<Count>,
+        waker: std::task::Waker,
+    }
+
+    impl Rig {
+        fn new(rec: Recorder, gather: bool) -> Rig {
+            let g = if gather {
+                Gathered::new(rec.clone())
+            } else {
+                Gathered::straight(rec.clone())
+            };
+            let wakes = Arc::new(Count(0.into()));
+            let waker = std::task::Waker::from(wakes.clone());
+            Rig {
+                g,
+                rec,
+                wakes,
+                waker,
+            }
+        }
+
+        fn gathered() -> Rig {
+            Rig::new(Recorder::default(), true)
+        }
+
+        fn vectored(&mut self, parts: &[&[u8]]) -> Poll<io::Result<usize>> {
+            let slices: Vec<io::IoSlice<'_>> = parts.iter().map(|p| io::IoSlice::new(p)).collect();
+            let mut cx = Context::from_waker(&self.waker);
+            Pin::new(&mut self.g).poll_write_vectored(&mut cx, &slices)
+        }
+
+        fn write(&mut self, buf: &[u8]) -> Poll<io::Result<usize>> {
+            let mut cx = Context::from_waker(&self.waker);
+            Pin::new(&mut self.g).poll_write(&mut cx, buf)
+        }
+
+        fn flush(&mut self) -> Poll<io::Result<()>> {
+            let mut cx = Context::from_waker(&self.waker);
+            Pin::new(&mut self.g).poll_flush(&mut cx)
+        }
+
+        fn shutdown(&mut self) -> Poll<io::Result<()>> {
+            let mut cx = Context::from_waker(&self.waker);
+            Pin::new(&mut self.g).poll_shutdown(&mut cx)
+        }
+
+        fn read(&mut self) -> Poll<io::Result<()>> {
+            let mut cx = Context::from_waker(&self.waker);
+            let mut space = [0u8; 8];
+            let mut buf = ReadBuf::new(&mut space);
+            Pin::new(&mut self.g).poll_read(&mut cx, &mut buf)
+        }
+
+        fn set_full(&self, full: bool) {
+            if let Ok(mut f) = self.rec.full.lock() {
+                *f = full;
+            }
+        }
+    }
+
     #[test]
     fn a_framed_answer_and_its_trailers_leave_in_one_write() {
-        let rec = Recorder::default();
-        let mut g = Gathered::new(rec.clone());
-        let (wakes, waker) = context();
-        let mut cx = Context::from_waker(&waker);
+        let mut r = Rig::gathered();
         // The encoder's turn: head and payload as two slices, a flush, the trailers, a flush.
         let head = [1u8; 21];
         let payload = [2u8; 900];
-        let parts = [io::IoSlice::new(&head), io::IoSlice::new(&payload)];
-        assert_eq!(
-            ready(Pin::new(&mut g).poll_write_vectored(&mut cx, &parts)),
-            921
-        );
-        ready(Pin::new(&mut g).poll_flush(&mut cx));
+        assert_eq!(ready(r.vectored(&[&head, &payload])), 921);
+        ready(r.flush());
         assert!(
-            rec.writes().is_empty(),
+            r.rec.writes().is_empty(),
             "the first flush lets the frame wait"
         );
-        assert_eq!(wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
-        assert_eq!(ready(Pin::new(&mut g).poll_write(&mut cx, &[3u8; 10])), 10);
-        ready(Pin::new(&mut g).poll_flush(&mut cx));
-        let writes = rec.writes();
+        assert_eq!(r.wakes.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(ready(r.write(&[3u8; 10])), 10);
+        ready(r.flush());
+        let writes = r.rec.writes();
         assert_eq!(writes.len(), 1, "one write for the whole answer");
         let mut expected = head.to_vec();
         expected.extend_from_slice(&payload);
         expected.extend_from_slice(&[3u8; 10]);
         assert_eq!(writes[0], expected);
         // The guard's extra turn flushes nothing more.
-        ready(Pin::new(&mut g).poll_flush(&mut cx));
-        assert_eq!(rec.writes().len(), 1);
+        ready(r.flush());
+        assert_eq!(r.rec.writes().len(), 1);
     }
 
     #[test]
     fn bytes_let_pass_once_are_written_at_the_next_flush() {
-        let rec = Recorder::default();
-        let mut g = Gathered::new(rec.clone());
-        let (_, waker) = context();
-        let mut cx = Context::from_waker(&waker);
-        let parts = [io::IoSlice::new(b"ab"), io::IoSlice::new(b"cd")];
-        ready(Pin::new(&mut g).poll_write_vectored(&mut cx, &parts));
-        ready(Pin::new(&mut g).poll_flush(&mut cx));
-        ready(Pin::new(&mut g).poll_flush(&mut cx));
-        assert_eq!(rec.writes(), vec![b"abcd".to_vec()]);
+        let mut r = Rig::gathered();
+        ready(r.vectored(&[b"ab", b"cd"]));
+        ready(r.flush());
+        ready(r.flush());
+        assert_eq!(r.rec.writes(), vec![b"abcd".to_vec()]);
     }
 
     #[test]
     fn a_read_first_writes_what_is_kept() {
-        let rec = Recorder::default();
-        let mut g = Gathered::new(rec.clone());
-        let (_, waker) = context();
-        let mut cx = Context::from_waker(&waker);
-        let parts = [io::IoSlice::new(b"hel"), io::IoSlice::new(b"lo")];
-        ready(Pin::new(&mut g).poll_write_vectored(&mut cx, &parts));
-        ready(Pin::new(&mut g).poll_flush(&mut cx));
-        assert!(rec.writes().is_empty());
-        let mut space = [0u8; 8];
-        let mut buf = ReadBuf::new(&mut space);
-        assert!(Pin::new(&mut g).poll_read(&mut cx, &mut buf).is_pending());
-        assert_eq!(rec.writes(), vec![b"hello".to_vec()]);
+        let mut r = Rig::gathered();
+        ready(r.vectored(&[b"hel", b"lo"]));
+        ready(r.flush());
+        assert!(r.rec.writes().is_empty());
+        assert!(r.read().is_pending());
+        assert_eq!(r.rec.writes(), vec![b"hello".to_vec()]);
     }
 
     #[test]
     fn a_straight_stream_keeps_nothing() {
-        let rec = Recorder::default();
-        let mut g = Gathered::straight(rec.clone());
-        let (_, waker) = context();
-        let mut cx = Context::from_waker(&waker);
-        let parts = [io::IoSlice::new(b"ab"), io::IoSlice::new(b"cd")];
+        let mut r = Rig::new(Recorder::default(), false);
         // The recorder takes the first slice of a vectored write, as a socket may.
-        assert_eq!(
-            ready(Pin::new(&mut g).poll_write_vectored(&mut cx, &parts)),
-            2
-        );
-        assert_eq!(rec.writes(), vec![b"ab".to_vec()]);
+        assert_eq!(ready(r.vectored(&[b"ab", b"cd"])), 2);
+        assert_eq!(r.rec.writes(), vec![b"ab".to_vec()]);
     }
 
     #[test]
     fn single_writes_pass_straight_through_and_shutdown_writes_what_is_kept() {
-        let rec = Recorder::default();
-        let mut g = Gathered::new(rec.clone());
-        let (_, waker) = context();
-        let mut cx = Context::from_waker(&waker);
-        ready(Pin::new(&mut g).poll_write(&mut cx, b"one"));
-        assert_eq!(rec.writes(), vec![b"one".to_vec()]);
-        let parts = [io::IoSlice::new(b"tw"), io::IoSlice::new(b"o")];
-        ready(Pin::new(&mut g).poll_write_vectored(&mut cx, &parts));
-        ready(Pin::new(&mut g).poll_shutdown(&mut cx));
-        assert_eq!(rec.writes(), vec![b"one".to_vec(), b"two".to_vec()]);
+        let mut r = Rig::gathered();
+        ready(r.write(b"one"));
+        assert_eq!(r.rec.writes(), vec![b"one".to_vec()]);
+        ready(r.vectored(&[b"tw", b"o"]));
+        ready(r.shutdown());
+        assert_eq!(r.rec.writes(), vec![b"one".to_vec(), b"two".to_vec()]);
     }
 
     #[test]
@@ -342,49 +373,35 @@ mod tests {
             limit: Some(7),
             ..Recorder::default()
         };
-        let mut g = Gathered::new(rec.clone());
-        let (_, waker) = context();
-        let mut cx = Context::from_waker(&waker);
+        let mut r = Rig::new(rec, true);
         let mut sent = Vec::new();
         for i in 0..50u8 {
             let a = vec![i; usize::from(i) + 1];
             let b = vec![i ^ 0xff; 3];
-            let parts = [io::IoSlice::new(&a), io::IoSlice::new(&b)];
-            let n = ready(Pin::new(&mut g).poll_write_vectored(&mut cx, &parts));
+            let n = ready(r.vectored(&[&a, &b]));
             let mut both = a.clone();
             both.extend_from_slice(&b);
             sent.extend_from_slice(&both[..n]);
-            ready(Pin::new(&mut g).poll_flush(&mut cx));
+            ready(r.flush());
         }
-        ready(Pin::new(&mut g).poll_flush(&mut cx));
-        assert_eq!(rec.writes().concat(), sent);
-        assert!(rec.writes().iter().all(|w| w.len() <= 7));
+        ready(r.flush());
+        assert_eq!(r.rec.writes().concat(), sent);
+        assert!(r.rec.writes().iter().all(|w| w.len() <= 7));
     }
 
     #[test]
     fn a_full_socket_keeps_the_bytes_until_it_takes_them() {
-        let rec = Recorder::default();
-        let mut g = Gathered::new(rec.clone());
-        let (_, waker) = context();
-        let mut cx = Context::from_waker(&waker);
-        let parts = [io::IoSlice::new(b"he"), io::IoSlice::new(b"llo")];
-        ready(Pin::new(&mut g).poll_write_vectored(&mut cx, &parts));
-        ready(Pin::new(&mut g).poll_flush(&mut cx));
-        if let Ok(mut f) = rec.full.lock() {
-            *f = true;
-        }
-        assert!(Pin::new(&mut g).poll_flush(&mut cx).is_pending());
+        let mut r = Rig::gathered();
+        ready(r.vectored(&[b"he", b"llo"]));
+        ready(r.flush());
+        r.set_full(true);
+        assert!(r.flush().is_pending());
         // More than the keep limit cannot be accepted while the socket is full.
         let big = vec![0u8; KEEP_MAX];
-        let parts = [io::IoSlice::new(&big), io::IoSlice::new(b"x")];
-        assert!(Pin::new(&mut g)
-            .poll_write_vectored(&mut cx, &parts)
-            .is_pending());
-        if let Ok(mut f) = rec.full.lock() {
-            *f = false;
-        }
-        ready(Pin::new(&mut g).poll_flush(&mut cx));
-        assert_eq!(rec.writes().concat(), b"hello".to_vec());
+        assert!(r.vectored(&[&big, b"x"]).is_pending());
+        r.set_full(false);
+        ready(r.flush());
+        assert_eq!(r.rec.writes().concat(), b"hello".to_vec());
     }
 }
 
