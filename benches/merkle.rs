@@ -13,7 +13,9 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use ct_merkle::mem_backed_tree::MemoryBackedTree;
 use ct_merkle::RootHash;
-use fairtrail_client::merkle::{leaf_hash, verify_consistency, verify_inclusion, Hash, MemoryTree};
+use fairtrail_client::merkle::{
+    leaf_hash, verify_consistency, verify_inclusion, verify_inclusions, Hash, Inclusion, MemoryTree,
+};
 use sha2_ct::Sha256 as CtSha256;
 
 type CtTree = MemoryBackedTree<CtSha256, [u8; 32]>;
@@ -28,6 +30,8 @@ fn proof_leaves() -> u64 {
 }
 /// Indices and old sizes the proof benchmarks cycle through.
 const PROBES: usize = 256;
+/// Proofs checked together in the batch verification benchmarks.
+const BATCH: usize = 16;
 
 /// `cargo bench -- --test` (criterion's test mode, for CI) runs each benchmark once: shrink
 /// the setup so it takes seconds.
@@ -168,6 +172,44 @@ fn proofs(c: &mut Criterion) {
             ct_full
                 .verify_inclusion(black_box(&data[x as usize]), x, &ct_proofs[i])
                 .expect("verifies")
+        })
+    });
+    // Sixteen proofs at a time, as a bundle's entries or a batch of receipts are checked:
+    // ours with `verify_inclusions` (several hash chains in lockstep), `ct-merkle` one by one
+    // (it has no batch check). Leaf hashes inside the timing for both, as above.
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut start = 0usize;
+    group.bench_function(format!("verify-{BATCH}/fairtrail"), |b| {
+        b.iter(|| {
+            start = (start + BATCH) % PROBES;
+            let batch: Vec<Inclusion<'_>> = (start..start + BATCH)
+                .map(|k| {
+                    let k = k % PROBES;
+                    let x = indices[k];
+                    Inclusion {
+                        leaf_hash: leaf_hash(black_box(&data[x as usize])),
+                        index: x,
+                        tree_size: n,
+                        proof: &our_proofs[k],
+                        root: &root,
+                    }
+                })
+                .collect();
+            let verdicts = verify_inclusions(&batch);
+            assert!(verdicts.iter().all(Result::is_ok));
+            verdicts
+        })
+    });
+    group.bench_function(format!("verify-{BATCH}/ct-merkle"), |b| {
+        b.iter(|| {
+            start = (start + BATCH) % PROBES;
+            for k in start..start + BATCH {
+                let k = k % PROBES;
+                let x = indices[k];
+                ct_full
+                    .verify_inclusion(black_box(&data[x as usize]), x, &ct_proofs[k])
+                    .expect("verifies");
+            }
         })
     });
     group.finish();

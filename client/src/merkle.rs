@@ -168,15 +168,9 @@ fn low_mask(bits: u32) -> u64 {
     1u64.checked_shl(bits).map_or(u64::MAX, |b| b - 1)
 }
 
-/// The root that an inclusion proof implies for `leaf_hash` at `index` in a tree of `tree_size`.
-///
-/// The result alone proves nothing: compare it with a trusted root (see [`verify_inclusion`]).
-pub fn root_from_inclusion_proof(
-    leaf_hash: &Hash,
-    index: u64,
-    tree_size: u64,
-    proof: &[Hash],
-) -> Result<Hash, ProofError> {
+/// The number of "inner" hashes at the front of a well-formed inclusion proof of leaf `index`
+/// in a tree of `tree_size` (see [`decompose`]), or why the proof cannot be one.
+fn inclusion_shape(index: u64, tree_size: u64, proof: &[Hash]) -> Result<usize, ProofError> {
     if index >= tree_size {
         return Err(ProofError::IndexOutOfRange {
             index,
@@ -191,25 +185,30 @@ pub fn root_from_inclusion_proof(
             got: proof.len(),
         });
     }
-    let (inner_proof, border_proof) =
-        proof
-            .split_at_checked(inner as usize)
-            .ok_or(ProofError::WrongProofLength {
-                expected,
-                got: proof.len(),
-            })?;
+    Ok(inner as usize)
+}
+
+/// The root that an inclusion proof implies for `leaf_hash` at `index` in a tree of `tree_size`.
+///
+/// The result alone proves nothing: compare it with a trusted root (see [`verify_inclusion`]).
+pub fn root_from_inclusion_proof(
+    leaf_hash: &Hash,
+    index: u64,
+    tree_size: u64,
+    proof: &[Hash],
+) -> Result<Hash, ProofError> {
+    let inner = inclusion_shape(index, tree_size, proof)?;
     let mut acc = *leaf_hash;
     let mut bits = index;
-    for sibling in inner_proof {
-        acc = if bits & 1 == 0 {
+    for (step, sibling) in proof.iter().enumerate() {
+        // Inside the shared perfect subtree the index's bits say which side the path is on;
+        // along the right edge the sibling is always on the left.
+        acc = if step < inner && bits & 1 == 0 {
             node_hash(&acc, sibling)
         } else {
             node_hash(sibling, &acc)
         };
         bits >>= 1;
-    }
-    for sibling in border_proof {
-        acc = node_hash(sibling, &acc);
     }
     Ok(acc)
 }
@@ -228,6 +227,138 @@ pub fn verify_inclusion(
     } else {
         Err(ProofError::RootMismatch)
     }
+}
+
+/// One inclusion proof for [`verify_inclusions`]: the arguments of [`verify_inclusion`].
+#[derive(Debug, Clone, Copy)]
+pub struct Inclusion<'a> {
+    /// The leaf's hash, [`leaf_hash`] of its bytes.
+    pub leaf_hash: Hash,
+    /// The leaf's index.
+    pub index: u64,
+    /// The size of the tree the proof is against.
+    pub tree_size: u64,
+    /// The audit path, from the leaf up.
+    pub proof: &'a [Hash],
+    /// The root the proof must lead to.
+    pub root: &'a Hash,
+}
+
+/// A proof being walked by [`verify_inclusions`].
+struct Walk<'a> {
+    /// Its position in the caller's list.
+    at: usize,
+    check: Inclusion<'a>,
+    inner: usize,
+    step: usize,
+    acc: Hash,
+    bits: u64,
+}
+
+impl Walk<'_> {
+    /// The pair to hash at this step: (left, right).
+    fn pair(&self) -> Option<(&Hash, &Hash)> {
+        let sibling = self.check.proof.get(self.step)?;
+        Some(if self.step < self.inner && self.bits & 1 == 0 {
+            (&self.acc, sibling)
+        } else {
+            (sibling, &self.acc)
+        })
+    }
+
+    fn advance(&mut self, parent: Hash) {
+        self.acc = parent;
+        self.bits >>= 1;
+        self.step += 1;
+    }
+
+    fn verdict(&self) -> Result<(), ProofError> {
+        if self.acc == *self.check.root {
+            Ok(())
+        } else {
+            Err(ProofError::RootMismatch)
+        }
+    }
+}
+
+/// [`verify_inclusion`] for each of `proofs`: the same verdicts, in order.
+///
+/// Faster than checking them one by one when there are several (a bundle's entries, a batch
+/// of receipts): a proof is a chain of hashes each waiting for the one before, and up to four
+/// chains are advanced together so that the CPU's SHA-256 unit works on one while waiting for
+/// another (BENCHMARKS.md). Proofs may be against different trees.
+pub fn verify_inclusions(proofs: &[Inclusion<'_>]) -> Vec<Result<(), ProofError>> {
+    let mut verdicts: Vec<Result<(), ProofError>> = Vec::with_capacity(proofs.len());
+    let mut queue = Vec::with_capacity(proofs.len());
+    for (at, check) in proofs.iter().enumerate() {
+        match inclusion_shape(check.index, check.tree_size, check.proof) {
+            Ok(inner) => {
+                verdicts.push(Ok(()));
+                queue.push(Walk {
+                    at,
+                    check: *check,
+                    inner,
+                    step: 0,
+                    acc: check.leaf_hash,
+                    bits: check.index,
+                });
+            }
+            Err(e) => verdicts.push(Err(e)),
+        }
+    }
+    // Later proofs are taken from the back; the order of the work does not matter.
+    queue.reverse();
+    let mut lanes: [Option<Walk<'_>>; lanes::LANES] = std::array::from_fn(|_| None);
+    loop {
+        // Fill the free lanes, settling the walks that are finished (a proof of a one-leaf
+        // tree has no step at all).
+        for lane in &mut lanes {
+            loop {
+                if let Some(walk) = lane.as_ref().filter(|w| w.pair().is_none()) {
+                    if let Some(v) = verdicts.get_mut(walk.at) {
+                        *v = walk.verdict();
+                    }
+                    *lane = None;
+                }
+                if lane.is_some() {
+                    break;
+                }
+                match queue.pop() {
+                    Some(walk) => *lane = Some(walk),
+                    None => break,
+                }
+            }
+        }
+        let busy = lanes.iter().filter(|l| l.is_some()).count();
+        if busy == 0 {
+            break;
+        }
+        if busy == 1 {
+            // One chain alone gains nothing from the lanes.
+            for walk in lanes.iter_mut().flatten() {
+                if let Some((left, right)) = walk.pair() {
+                    let parent = node_hash(left, right);
+                    walk.advance(parent);
+                }
+            }
+            continue;
+        }
+        let idle = ([0u8; HASH_LEN], [0u8; HASH_LEN]);
+        let pairs = std::array::from_fn(|i| {
+            lanes
+                .get(i)
+                .and_then(|l| l.as_ref())
+                .and_then(Walk::pair)
+                .unwrap_or((&idle.0, &idle.1))
+        });
+        let parents = lanes::node_hashes(pairs);
+        for (lane, parent) in lanes.iter_mut().zip(parents) {
+            if let Some(walk) = lane {
+                walk.advance(parent);
+            }
+        }
+    }
+    verdicts
 }
 
 /// Checks that the tree of `size2` with root `root2` extends the tree of `size1` with `root1`.
@@ -294,20 +425,26 @@ pub fn verify_consistency(
     let mut old = seed;
     let mut new = seed;
     let mut bits = last1 >> shift;
+    // Where both take the same left sibling they are one hash while they are equal, and two
+    // independent ones, computed together, once they differ.
+    let both = |sibling: &Hash, old: &Hash, new: &Hash| {
+        if old == new {
+            let parent = node_hash(sibling, old);
+            (parent, parent)
+        } else {
+            lanes::node_hash_pair((sibling, old), (sibling, new))
+        }
+    };
     for sibling in inner_proof {
         if bits & 1 == 1 {
-            let same = old == new;
-            old = node_hash(sibling, &old);
-            new = if same { old } else { node_hash(sibling, &new) };
+            (old, new) = both(sibling, &old, &new);
         } else {
             new = node_hash(&new, sibling);
         }
         bits >>= 1;
     }
     for sibling in border_proof {
-        let same = old == new;
-        old = node_hash(sibling, &old);
-        new = if same { old } else { node_hash(sibling, &new) };
+        (old, new) = both(sibling, &old, &new);
     }
     if old != *root1 {
         return Err(ProofError::Root1Mismatch);
@@ -839,6 +976,8 @@ impl CompactRange {
         }
     }
 }
+
+mod lanes;
 
 #[cfg(test)]
 mod tests;

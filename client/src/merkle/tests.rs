@@ -853,3 +853,177 @@ fn compact_range_matches_memory_tree() {
     let (size, hashes) = full.into_parts();
     assert_eq!((size, hashes.len()), (u64::MAX, 64));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Inclusion proofs checked together.
+
+/// Owned arguments of one inclusion check.
+#[derive(Debug, Clone)]
+struct Case {
+    leaf: Hash,
+    index: u64,
+    size: u64,
+    proof: Vec<Hash>,
+    root: Hash,
+}
+
+impl Case {
+    fn one_by_one(&self) -> Result<(), ProofError> {
+        verify_inclusion(&self.leaf, self.index, self.size, &self.proof, &self.root)
+    }
+
+    fn borrowed(&self) -> Inclusion<'_> {
+        Inclusion {
+            leaf_hash: self.leaf,
+            index: self.index,
+            tree_size: self.size,
+            proof: &self.proof,
+            root: &self.root,
+        }
+    }
+}
+
+/// Checks `cases` together and one by one, asserts the verdicts are the same, and returns them.
+fn together(cases: &[Case]) -> Vec<Result<(), ProofError>> {
+    let batch: Vec<Inclusion<'_>> = cases.iter().map(Case::borrowed).collect();
+    let got = verify_inclusions(&batch);
+    let want: Vec<_> = cases.iter().map(Case::one_by_one).collect();
+    assert_eq!(got, want);
+    got
+}
+
+/// Honest proofs for every leaf of trees up to `max` leaves, and for each a tampered copy:
+/// a flipped bit in one proof hash, the leaf, or the root, a hash too many or too few, or an
+/// index beyond the tree.
+fn honest_and_tampered(reference: &Reference, max: u64) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for n in 1..=max {
+        let root = reference.root(n);
+        for m in 0..n {
+            let honest = Case {
+                leaf: reference.leaf_hash(m),
+                index: m,
+                size: n,
+                proof: reference.inclusion(m, n),
+                root,
+            };
+            let mut bad = honest.clone();
+            let pick = (m * 7 + n) % 6;
+            match pick {
+                0 if !bad.proof.is_empty() => {
+                    let i = (m as usize) % bad.proof.len();
+                    bad.proof[i] = flip(&bad.proof[i], (n as usize) % 256);
+                }
+                1 => bad.leaf = flip(&bad.leaf, 3),
+                2 => bad.root = flip(&bad.root, 200),
+                3 => bad.proof.push(root),
+                4 if !bad.proof.is_empty() => {
+                    bad.proof.pop();
+                }
+                _ => bad.index = n,
+            }
+            cases.push(honest);
+            cases.push(bad);
+        }
+    }
+    cases
+}
+
+#[test]
+fn checked_together_as_one_by_one() {
+    let (reference, _) = build(11, 64);
+    let cases = honest_and_tampered(&reference, 64);
+    let verdicts = together(&cases);
+    let accepted = verdicts.iter().filter(|v| v.is_ok()).count();
+    // Every honest proof verifies (64 * 65 / 2 of them), and no tampered copy.
+    assert_eq!(accepted, 64 * 65 / 2);
+    // Every grouping of the lanes: alone, in pairs, in threes, and a lane finishing early
+    // next to a long one.
+    for chunk in [1, 2, 3, 5] {
+        for part in cases.chunks(chunk) {
+            together(part);
+        }
+    }
+    assert!(verify_inclusions(&[]).is_empty());
+}
+
+#[test]
+fn published_inclusion_vectors_checked_together() {
+    let dir = vectors_dir();
+    let mut files = Vec::new();
+    json_files(&dir, &mut files);
+    files.sort();
+    let mut cases = Vec::new();
+    for path in &files {
+        let text = std::fs::read_to_string(path).expect("readable vector");
+        let case: Value = serde_json::from_str(&text).expect("vector is JSON");
+        if case.get("leafIdx").is_none() {
+            continue;
+        }
+        let parsed = (
+            hash_from_bytes(&b64(&case["leafHash"])),
+            hash_from_bytes(&b64(&case["root"])),
+            hashes_from_bytes(&proof_field(&case["proof"])),
+        );
+        // Hashes of the wrong length are refused before any proof is walked.
+        if let (Ok(leaf), Ok(root), Ok(proof)) = parsed {
+            let want_err = case["wantErr"].as_bool().expect("wantErr is a bool");
+            cases.push((
+                Case {
+                    leaf,
+                    index: u64_field(&case, "leafIdx"),
+                    size: u64_field(&case, "treeSize"),
+                    proof,
+                    root,
+                },
+                want_err,
+            ));
+        }
+    }
+    let (checks, want_errs): (Vec<Case>, Vec<bool>) = cases.into_iter().unzip();
+    assert!(checks.len() > 50, "{} inclusion vectors", checks.len());
+    let verdicts = together(&checks);
+    let got_errs: Vec<bool> = verdicts.iter().map(Result::is_err).collect();
+    assert_eq!(got_errs, want_errs);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn random_batches_checked_together_as_one_by_one(
+        len in 1u64..600,
+        seed in any::<u64>(),
+        picks in proptest::collection::vec((any::<u64>(), any::<u64>(), 0u8..4), 0..24),
+        garbage in proptest::collection::vec(any::<[u8; 32]>(), 0..30),
+    ) {
+        let (reference, tree) = build(seed, len);
+        let cases: Vec<Case> = picks
+            .iter()
+            .map(|&(a, b, how)| {
+                let n = 1 + a % len;
+                let m = b % n;
+                let mut case = Case {
+                    leaf: reference.leaf_hash(m),
+                    index: m,
+                    size: n,
+                    proof: tree.prove_inclusion(m, n).expect("in range"),
+                    root: reference.root(n),
+                };
+                match how {
+                    0 => {}
+                    1 => case.proof = garbage.clone(),
+                    2 => case.index = b,
+                    _ => case.size = a,
+                }
+                case
+            })
+            .collect();
+        let verdicts = together(&cases);
+        for (case, verdict) in picks.iter().zip(&verdicts) {
+            if case.2 == 0 {
+                prop_assert!(verdict.is_ok());
+            }
+        }
+    }
+}

@@ -14,7 +14,7 @@ use crate::checkpoint::{CheckpointError, SignedCheckpoint};
 use crate::entry::Leaf;
 use crate::envelope::{verify_batch, Envelope, StatementId};
 use crate::keys::PublicKey;
-use crate::merkle::{leaf_hash, verify_inclusion};
+use crate::merkle::{leaf_hash, verify_inclusions, Inclusion, ProofError};
 use crate::note::NoteError;
 use crate::statement::{Statement, StatementError};
 
@@ -113,6 +113,20 @@ pub(crate) fn check(
 
     // Step 2: inclusion. The proof is checked over the leaf bytes before they are decoded:
     // nothing unproven is interpreted.
+    // The proofs are checked together (faster than one by one), their verdicts used in order.
+    let inclusions: Vec<Inclusion<'_>> = bundle
+        .entries
+        .iter()
+        .filter(|e| e.index < cp.size)
+        .map(|e| Inclusion {
+            leaf_hash: leaf_hash(&e.leaf),
+            index: e.index,
+            tree_size: cp.size,
+            proof: &e.inclusion_proof,
+            root: &cp.root,
+        })
+        .collect();
+    let mut proven = verify_inclusions(&inclusions).into_iter();
     let mut leaves = Vec::with_capacity(bundle.entries.len());
     let mut seen: HashMap<StatementId, u64> = HashMap::new();
     let mut last: Option<(u64, u64)> = None;
@@ -130,13 +144,9 @@ pub(crate) fn check(
             );
             continue;
         }
-        if let Err(err) = verify_inclusion(
-            &leaf_hash(&e.leaf),
-            e.index,
-            cp.size,
-            &e.inclusion_proof,
-            &cp.root,
-        ) {
+        // One verdict per entry inside the tree, in order; were one missing, it fails closed.
+        let verdict = proven.next().unwrap_or(Err(ProofError::RootMismatch));
+        if let Err(err) = verdict {
             out.fail(
                 Step::Inclusion,
                 Problem::NotInLog,

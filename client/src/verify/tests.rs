@@ -366,6 +366,22 @@ fn a_changed_proof_fails() {
         Problem::EntryBeyondCheckpoint,
         Some(last as u64 + 1),
     );
+
+    // An entry beyond the tree has no proof to check (the proofs are checked together): the
+    // verdicts of the proofs after it still land on their own entries.
+    let mut both = s.bundle();
+    let size = both.entries.len() as u64;
+    both.entries[0].index = size;
+    both.entries[at].inclusion_proof[0][0] ^= 1;
+    let report = verify_bundle(&both, &s.policy());
+    assert_fails(&report, Problem::EntryBeyondCheckpoint, Some(size));
+    assert_fails(&report, Problem::NotInLog, Some(at as u64));
+    assert_eq!(
+        report.problems(Problem::NotInLog).count(),
+        1,
+        "{}",
+        render_text(&report)
+    );
 }
 
 #[test]
