@@ -17,7 +17,7 @@ type NodeCore = <Sha256 as CoreProxy>::Core;
 /// A SHA-256 tree hash (leaf, interior node or root).
 pub type Hash = [u8; 32];
 
-/// Bytes in a [`Hash`].
+/// Bytes in a [`Hash`](type@Hash).
 pub const HASH_LEN: usize = 32;
 
 /// Domain separation between leaves and interior nodes (RFC 9162 §2.1.1): without it a leaf

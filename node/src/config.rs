@@ -62,7 +62,7 @@ pub struct Settings {
     #[arg(long, env = "FAIRTRAIL_HTTP_LISTEN", global = true)]
     pub http_listen: Option<SocketAddr>,
     /// The public base URL of the HTTP side, used in QR codes and links, such as
-    /// https://trace.example.org [default: http:// and the HTTP listen address].
+    /// `https://trace.example.org` [default: `http://` and the HTTP listen address].
     #[arg(long, env = "FAIRTRAIL_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
     /// The trust policy (TOML, as for `fairtrail verify`) under which the consumer pages
@@ -102,7 +102,7 @@ pub struct Settings {
     /// co-signed by an --operator-key) [default: open].
     #[arg(long, env = "FAIRTRAIL_ADMISSION", global = true, value_enum)]
     pub admission: Option<Admission>,
-    /// A network operator's public key (ed25519:<hex>) that endorses declarations; repeat
+    /// A network operator's public key (`ed25519:<hex>`) that endorses declarations; repeat
     /// for several (in the config file: `operator-keys = [...]`).
     #[arg(
         long = "operator-key",
