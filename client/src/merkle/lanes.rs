@@ -277,6 +277,22 @@ mod tests {
         assert!(got.iter().all(|h| *h == want));
     }
 
+    /// The tests above go through [`node_hashes`], which takes the SHA-NI path only where
+    /// the CPU has it: say so when it does not, rather than compare the fallback with itself.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_sha_ni_path_is_the_one_tested() {
+        if !shani::available() {
+            eprintln!("this CPU lacks the SHA extensions: only the portable path is tested");
+            return;
+        }
+        let hashes: Vec<Hash> = (0u8..8).map(|i| [i.wrapping_mul(37); 32]).collect();
+        let pairs: [(&Hash, &Hash); LANES] = std::array::from_fn(|i| (&hashes[i], &hashes[7 - i]));
+        // SAFETY: `shani::available()` holds (checked above).
+        let direct = unsafe { shani::node_hashes(pairs) };
+        assert_eq!(direct, portable(pairs));
+    }
+
     proptest! {
         #[test]
         fn equal_to_one_at_a_time(pairs in proptest::array::uniform4(any::<(Hash, Hash)>())) {
