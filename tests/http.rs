@@ -1,6 +1,7 @@
 //! The node's HTTP side end to end, against a real node: the demo product's consumer page in
-//! English and Spanish, its JSON view and proof bundle, GS1 Digital Link errors, caching,
-//! the operator's policy, the checkpoint, tiles, metrics and health.
+//! English and Spanish (its numbers in the reader's region: `numbers`), its JSON view and
+//! proof bundle, GS1 Digital Link errors, caching, the operator's policy, the checkpoint,
+//! tiles, metrics and health.
 
 use base64::Engine;
 use fairtrail_client::checkpoint::SignedCheckpoint;
@@ -11,6 +12,9 @@ use crate::util::chain::{Chain, Knobs, BATCH, GTIN};
 use crate::util::http::{get, install_policy, path_arg, DemoNode, Response};
 use crate::util::verdict::{fairtrail_in, EXIT_VERIFIED};
 use crate::util::TestNode;
+
+/// The consumer page's numbers in the reader's region.
+mod numbers;
 
 /// The most a consumer page may weigh: it must load quickly on a cheap phone.
 const MAX_PAGE_BYTES: usize = 60 * 1024;
@@ -123,7 +127,7 @@ async fn the_consumer_page_speaks_english_and_spanish() {
         "<span>Verificado</span>",
         "El recorrido",
         "Lo que se pagó a los agricultores",
-        "Pagado: <tspan font-weight=\"700\">USD 2.10/lb</tspan>",
+        "Pagado: <tspan font-weight=\"700\">USD 2,10/lb</tspan>",
         "certificado por productores pares",
         "Descargar el paquete de pruebas",
     ] {
@@ -152,7 +156,7 @@ async fn the_consumer_page_speaks_english_and_spanish() {
         );
     }
     let by_header = demo
-        .get(&path, &[("Accept-Language", "es-PE,es;q=0.9")])
+        .get(&path, &[("Accept-Language", "es-ES,es;q=0.9")])
         .await;
     assert_eq!(by_header.body, es.body);
     assert_eq!(by_header.header("etag"), es.header("etag"));

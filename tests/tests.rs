@@ -41,8 +41,9 @@ mod audit;
 mod interop;
 
 /// The HTTP side: the demo product's consumer page in English and Spanish (verdict, journey,
-/// prices, certifications), its JSON view, the proof bundle verified offline, Digital Link
-/// errors, caching, the operator's policy, the checkpoint, tiles, metrics and health.
+/// prices, certifications) with numbers written as the reader's region writes them, its JSON
+/// view, the proof bundle verified offline, Digital Link errors, caching, the operator's
+/// policy, the checkpoint, tiles, metrics and health.
 mod http;
 
 /// The consumer page in headless Chromium: the rendered DOM shows the verdict, each journey

@@ -99,11 +99,58 @@ pub fn parse_quantity(text: &str) -> Result<proto::Quantity, UnitError> {
     })
 }
 
+/// The base unit a symbol of [`unit_symbol`] names, as the wire has it (`Unspecified` for
+/// any other text).
+pub fn unit_from_symbol(symbol: &str) -> i32 {
+    match symbol {
+        "g" => proto::Unit::Gram as i32,
+        "ml" => proto::Unit::Millilitre as i32,
+        "pcs" => proto::Unit::Piece as i32,
+        _ => proto::Unit::Unspecified as i32,
+    }
+}
+
+/// An exact number as people read it: `units` times 10^-`decimals`, shown with exactly
+/// `decimals` digits after the decimal separator (1.80 is 180 with 2 decimals). Which
+/// separators write it is the writer's choice: [`fmt::Display`] writes it plainly
+/// ("1234.50"), quantities' texts group it ("1,234.5"), the consumer pages write the reader's
+/// locale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decimal {
+    pub units: u128,
+    pub decimals: u32,
+}
+
+impl Decimal {
+    /// The whole part, and the digits after the decimal separator (empty for none).
+    fn split(self) -> (u128, String) {
+        let Some(scale) = 10u128.checked_pow(self.decimals) else {
+            return (0, String::new());
+        };
+        let frac = match self.decimals {
+            0 => String::new(),
+            d => format!("{:0width$}", self.units % scale, width = d as usize),
+        };
+        (self.units / scale, frac)
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.split() {
+            (whole, frac) if frac.is_empty() => write!(f, "{whole}"),
+            (whole, frac) => write!(f, "{whole}.{frac}"),
+        }
+    }
+}
+
 /// A quantity for people: grams as kg or t when exact enough, otherwise as stored.
 pub struct DisplayQuantity(pub u64, pub i32);
 
-impl fmt::Display for DisplayQuantity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl DisplayQuantity {
+    /// The number and unit people read: 1,000 g or more as kg (1,000 ml or more as l) with
+    /// no trailing zeros after the decimal separator, anything else in its base unit.
+    pub fn shown(&self) -> (Decimal, &'static str) {
         let (amount, unit) = (self.0, self.1);
         let big = match proto::Unit::try_from(unit) {
             Ok(proto::Unit::Gram) => Some("kg"),
@@ -112,30 +159,44 @@ impl fmt::Display for DisplayQuantity {
         };
         match big {
             Some(symbol) if amount >= 1_000 => {
-                let whole = amount / 1_000;
-                let frac = amount % 1_000;
-                if frac == 0 {
-                    write!(f, "{} {symbol}", group(whole))
-                } else {
-                    let frac = format!("{frac:03}");
-                    write!(
-                        f,
-                        "{}.{} {symbol}",
-                        group(whole),
-                        frac.trim_end_matches('0')
-                    )
+                let mut n = Decimal {
+                    units: u128::from(amount),
+                    decimals: 3,
+                };
+                while n.decimals > 0 && n.units.is_multiple_of(10) {
+                    n.units /= 10;
+                    n.decimals -= 1;
                 }
+                (n, symbol)
             }
-            _ => write!(f, "{} {}", group(amount), unit_symbol(unit)),
+            _ => (
+                Decimal {
+                    units: u128::from(amount),
+                    decimals: 0,
+                },
+                unit_symbol(unit),
+            ),
         }
     }
 }
 
-fn group(n: u64) -> String {
+impl fmt::Display for DisplayQuantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (n, symbol) = self.shown();
+        let (whole, frac) = n.split();
+        if frac.is_empty() {
+            write!(f, "{} {symbol}", group(whole))
+        } else {
+            write!(f, "{}.{frac} {symbol}", group(whole))
+        }
+    }
+}
+
+fn group(n: u128) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -227,19 +288,33 @@ pub fn parse_price(text: &str) -> Result<proto::Price, UnitError> {
     })
 }
 
+/// Money as people read it: `minor` units of `currency`, with as many decimals as its minor
+/// unit has.
+pub fn money(currency: &str, minor: u128) -> Decimal {
+    Decimal {
+        units: minor,
+        decimals: currency_exponent(currency),
+    }
+}
+
 /// Money for people: "USD 1.80".
 pub fn format_money(currency: &str, minor: u128) -> String {
-    let e = currency_exponent(currency);
-    if e == 0 {
-        return format!("{currency} {minor}");
-    }
-    let scale = 10u128.pow(e);
-    format!(
-        "{currency} {}.{:0width$}",
-        minor / scale,
-        minor % scale,
-        width = e as usize
-    )
+    format!("{currency} {}", money(currency, minor))
+}
+
+/// A price per kilogram (or litre, or piece), as people read it: minor units per that unit,
+/// rounded down, and its symbol; `None` when the price is per no quantity.
+pub fn price_per_unit(price: &proto::Price) -> Option<(u128, &'static str)> {
+    let per = price.per.as_ref().filter(|per| per.amount > 0)?;
+    let (scale, symbol) = match proto::Unit::try_from(per.unit) {
+        Ok(proto::Unit::Gram) => (1_000u128, "kg"),
+        Ok(proto::Unit::Millilitre) => (1_000, "l"),
+        _ => (1, "pcs"),
+    };
+    Some((
+        u128::from(price.minor_units) * scale / u128::from(per.amount),
+        symbol,
+    ))
 }
 
 /// A price per kilogram (or litre, or piece) for people: "USD 3.97/kg", rounded down to the
@@ -251,13 +326,30 @@ pub fn format_price(price: &proto::Price) -> String {
     if per.amount == 0 {
         return format!("{} (per nothing)", price.currency);
     }
-    let (scale, symbol) = match proto::Unit::try_from(per.unit) {
-        Ok(proto::Unit::Gram) => (1_000u128, "kg"),
-        Ok(proto::Unit::Millilitre) => (1_000, "l"),
-        _ => (1, "pcs"),
-    };
-    let per_big = u128::from(price.minor_units) * scale / u128::from(per.amount);
-    format!("{}/{symbol}", format_money(&price.currency, per_big))
+    match price_per_unit(price) {
+        Some((minor, symbol)) => format!("{}/{symbol}", format_money(&price.currency, minor)),
+        None => format!("{} (per nothing)", price.currency),
+    }
+}
+
+/// Grams in a pound, times 100,000 (a pound is exactly 453.59237 g).
+const GRAMS_PER_LB_E5: u128 = 45_359_237;
+
+/// A price per pound, for goods counted in grams (coffee is priced per lb): minor units per
+/// pound, rounded down like [`price_per_unit`]; `None` for other goods.
+pub fn price_per_lb(price: &proto::Price) -> Option<u128> {
+    let per = price
+        .per
+        .as_ref()
+        .filter(|per| per.unit == proto::Unit::Gram as i32 && per.amount > 0)?;
+    Some(u128::from(price.minor_units) * GRAMS_PER_LB_E5 / (u128::from(per.amount) * 100_000))
+}
+
+/// Whether a price was stated per pound (as [`parse_price`] keeps "/lb").
+pub fn stated_per_lb(price: &proto::Price) -> bool {
+    price.per.as_ref().is_some_and(|per| {
+        per.unit == proto::Unit::Gram as i32 && u128::from(per.amount) == GRAMS_PER_LB_E5
+    })
 }
 
 /// Compares two prices (same currency and unit) exactly: a/b against c/d by cross
@@ -357,7 +449,71 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_numbers_behind_the_texts() {
+        let gram = proto::Unit::Gram as i32;
+        let dec = |units, decimals| Decimal { units, decimals };
+        assert_eq!(
+            DisplayQuantity(12_000_000, gram).shown(),
+            (dec(12_000, 0), "kg")
+        );
+        assert_eq!(
+            DisplayQuantity(1_234_500, gram).shown(),
+            (dec(12_345, 1), "kg")
+        );
+        assert_eq!(DisplayQuantity(999, gram).shown(), (dec(999, 0), "g"));
+        let litres = DisplayQuantity(1_001, proto::Unit::Millilitre as i32);
+        assert_eq!(litres.shown(), (dec(1_001, 3), "l"));
+        assert_eq!(litres.to_string(), "1.001 l");
+        for unit in [
+            proto::Unit::Gram,
+            proto::Unit::Millilitre,
+            proto::Unit::Piece,
+        ] {
+            assert_eq!(unit_from_symbol(unit_symbol(unit as i32)), unit as i32);
+        }
+        assert_eq!(unit_from_symbol("kg"), proto::Unit::Unspecified as i32);
+
+        assert_eq!(money("USD", 180), dec(180, 2));
+        assert_eq!(money("JPY", 500), dec(500, 0));
+        assert_eq!(money("KWD", 1_500), dec(1_500, 3));
+        assert_eq!(format_money("USD", 5_158_402), "USD 51584.02");
+        assert_eq!(format_money("JPY", 1_234_567), "JPY 1234567");
+        assert_eq!(format_money("KWD", 1_500), "KWD 1.500");
+        assert_eq!(dec(5, 2).to_string(), "0.05");
+
+        let per_lb = parse_price("USD 1.80/lb").unwrap();
+        let per_kg = parse_price("USD 3.97/kg").unwrap();
+        assert_eq!(price_per_unit(&per_lb), Some((396, "kg")));
+        assert_eq!(price_per_lb(&per_lb), Some(180));
+        assert_eq!(price_per_lb(&per_kg), Some(180));
+        assert!(stated_per_lb(&per_lb) && !stated_per_lb(&per_kg));
+        let per_piece = parse_price("EUR 0.02/pcs").unwrap();
+        assert_eq!(price_per_unit(&per_piece), Some((2, "pcs")));
+        assert_eq!(price_per_lb(&per_piece), None);
+        let nothing = proto::Price {
+            per: Some(proto::Quantity { amount: 0, unit: 1 }),
+            ..per_kg.clone()
+        };
+        assert_eq!(price_per_unit(&nothing), None);
+        assert_eq!(format_price(&nothing), "USD (per nothing)");
+    }
+
     proptest! {
+        /// A quantity's text is its number and unit written the report's way.
+        #[test]
+        fn a_quantitys_text_is_its_number_and_unit(amount in any::<u64>(), unit in 0..4i32) {
+            let q = DisplayQuantity(amount, unit);
+            let (n, symbol) = q.shown();
+            let (whole, frac) = n.split();
+            let number = match frac.as_str() {
+                "" => group(whole),
+                frac => format!("{}.{frac}", group(whole)),
+            };
+            prop_assert_eq!(q.to_string(), format!("{number} {symbol}"));
+            prop_assert!(!frac.ends_with('0'));
+        }
+
         #[test]
         fn price_arithmetic_never_overflows(m in any::<u64>(), p in 1..u64::MAX, q in any::<u64>(), m2 in any::<u64>(), p2 in 1..u64::MAX) {
             let a = proto::Price { currency: "USD".into(), minor_units: m, per: Some(proto::Quantity { amount: p, unit: 1 }) };

@@ -924,7 +924,7 @@ impl RunWriter {
         if self.count >= self.declared {
             return Err(invalid("more records than declared"));
         }
-        if self.count % FENCE_EVERY == 0 {
+        if self.count.is_multiple_of(FENCE_EVERY) {
             self.fences.push(prefix(key));
         }
         self.bloom.insert(key);
@@ -1191,7 +1191,7 @@ fn scan_records(
             if last.is_some_and(|last| last >= key) {
                 return Err(invalid_run(format!("record {n} is out of key order")));
             }
-            if n % FENCE_EVERY == 0 {
+            if n.is_multiple_of(FENCE_EVERY) {
                 fences.push(prefix(&key));
             }
             bloom.insert(&key);

@@ -697,7 +697,7 @@ impl Shared {
             };
             out.push(&key, &value)?;
             n += 1;
-            if n % CANCEL_CHECK_EVERY == 0 && self.merge_cancelled(generation) {
+            if n.is_multiple_of(CANCEL_CHECK_EVERY) && self.merge_cancelled(generation) {
                 return Ok(None);
             }
         }

@@ -33,6 +33,13 @@ pub(crate) fn check(
         let entry = Some(item.index);
         let producer = ctx.ids.name(&item.statement.issuer);
         let quantity = h.quantity.map_or(0, |q| q.amount);
+        let total = |p: &Option<proto::Price>| p.as_ref().and_then(|p| price_total(p, quantity));
+        let text = |p: &Option<proto::Price>, minor: Option<u128>| {
+            p.as_ref()
+                .zip(minor)
+                .map(|(p, m)| format_money(&p.currency, m))
+        };
+        let (total_paid_minor, premium_total_minor) = (total(&h.farmgate_price), total(&h.premium));
         let mut view = FarmgateView {
             paid: h.farmgate_price.as_ref().map(price_view),
             minimum: None,
@@ -40,14 +47,10 @@ pub(crate) fn check(
             premium: h.premium.as_ref().map(price_view),
             premium_minimum: None,
             meets_premium: None,
-            total_paid: h
-                .farmgate_price
-                .as_ref()
-                .and_then(|p| price_total(p, quantity).map(|m| format_money(&p.currency, m))),
-            premium_total: h
-                .premium
-                .as_ref()
-                .and_then(|p| price_total(p, quantity).map(|m| format_money(&p.currency, m))),
+            total_paid: text(&h.farmgate_price, total_paid_minor),
+            premium_total: text(&h.premium, premium_total_minor),
+            total_paid_minor,
+            premium_total_minor,
             farmer_count: h.farmer_count,
             harvested_from_ms: h.harvested_from_ms,
             harvested_until_ms: h.harvested_until_ms,

@@ -281,9 +281,15 @@ pub struct FarmgateView {
     pub premium: Option<PriceView>,
     pub premium_minimum: Option<PriceView>,
     pub meets_premium: Option<bool>,
-    /// Money paid for the whole lot ("USD 51,584.02"), when the price is known.
+    /// Money paid for the whole lot ("USD 51584.02"), when the price is known.
     pub total_paid: Option<String>,
     pub premium_total: Option<String>,
+    /// The same totals in minor units of `paid`'s and `premium`'s currency, for writers with
+    /// other separators (the consumer pages); not in the JSON, which has the texts.
+    #[serde(skip)]
+    pub total_paid_minor: Option<u128>,
+    #[serde(skip)]
+    pub premium_total_minor: Option<u128>,
     pub farmer_count: u32,
     pub harvested_from_ms: u64,
     pub harvested_until_ms: u64,

@@ -15,10 +15,10 @@ use super::Ctx;
 use crate::keys::PublicKey;
 use crate::proto::{self, statement::Body};
 use crate::rules::LotId;
-use crate::units::{format_money, format_price, unit_symbol, DisplayQuantity};
-
-/// Grams in a pound, times 100,000 (a pound is exactly 453.59237 g).
-const GRAMS_PER_LB_E5: u128 = 45_359_237;
+use crate::units::{
+    format_money, format_price, money, price_per_lb, price_per_unit, stated_per_lb,
+    unit_from_symbol, unit_symbol, Decimal, DisplayQuantity,
+};
 
 pub(crate) fn quantity_view(amount: u64, unit: i32) -> QuantityView {
     QuantityView {
@@ -30,15 +30,11 @@ pub(crate) fn quantity_view(amount: u64, unit: i32) -> QuantityView {
 
 pub(crate) fn price_view(price: &proto::Price) -> PriceView {
     let per = price.per.unwrap_or_default();
-    let per_lb = (per.unit == proto::Unit::Gram as i32 && per.amount > 0).then(|| {
-        // Rounded down to the minor unit, like `format_price`.
-        let minor =
-            u128::from(price.minor_units) * GRAMS_PER_LB_E5 / (u128::from(per.amount) * 100_000);
-        format!("{}/lb", format_money(&price.currency, minor))
-    });
+    let per_lb =
+        price_per_lb(price).map(|minor| format!("{}/lb", format_money(&price.currency, minor)));
     let text = format_price(price);
     let stated = match &per_lb {
-        Some(lb) if u128::from(per.amount) == GRAMS_PER_LB_E5 => lb.clone(),
+        Some(lb) if stated_per_lb(price) => lb.clone(),
         _ => text.clone(),
     };
     PriceView {
@@ -48,6 +44,50 @@ pub(crate) fn price_view(price: &proto::Price) -> PriceView {
         text,
         stated,
         per_lb,
+    }
+}
+
+// The numbers behind the views' texts, for writers with other separators than the texts'
+// (the consumer pages write the reader's locale). Each is computed by the same function as
+// the text it stands for, so the two cannot disagree.
+
+impl QuantityView {
+    /// The number and unit that `text` shows: (12000, "kg") for "12,000 kg".
+    pub fn shown(&self) -> (Decimal, &'static str) {
+        DisplayQuantity(self.amount, unit_from_symbol(&self.unit)).shown()
+    }
+}
+
+impl PriceView {
+    fn proto(&self) -> proto::Price {
+        proto::Price {
+            currency: self.currency.clone(),
+            minor_units: self.minor_units,
+            per: Some(proto::Quantity {
+                amount: self.per.amount,
+                unit: unit_from_symbol(&self.per.unit),
+            }),
+        }
+    }
+
+    /// The money and unit that `text` shows: (3.97, "kg") for "USD 3.97/kg"; `None` when
+    /// the price is per no quantity.
+    pub fn shown(&self) -> Option<(Decimal, &'static str)> {
+        price_per_unit(&self.proto()).map(|(minor, per)| (money(&self.currency, minor), per))
+    }
+
+    /// The money that `per_lb` shows: 1.95 for "USD 1.95/lb".
+    pub fn shown_per_lb(&self) -> Option<Decimal> {
+        price_per_lb(&self.proto()).map(|minor| money(&self.currency, minor))
+    }
+
+    /// The money and unit that `stated` shows.
+    pub fn shown_as_stated(&self) -> Option<(Decimal, &'static str)> {
+        let price = self.proto();
+        match price_per_lb(&price) {
+            Some(minor) if stated_per_lb(&price) => Some((money(&self.currency, minor), "lb")),
+            _ => self.shown(),
+        }
     }
 }
 
@@ -285,5 +325,66 @@ pub(crate) fn build(
         participants,
         certifications,
         disputes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::units::parse_price;
+
+    /// Money and a unit written as the report's texts write them.
+    fn text(currency: &str, (n, per): (Decimal, &str)) -> String {
+        format!("{currency} {n}/{per}")
+    }
+
+    #[test]
+    fn a_price_views_numbers_are_those_of_its_texts() {
+        for stated in [
+            "USD 1.80/lb",
+            "USD 3.97/kg",
+            "USD 1234.56/kg",
+            "JPY 1500/kg",
+            "KWD 12.345/l",
+            "EUR 0.02/pcs",
+            "GBP 14.50/kg",
+        ] {
+            let view = price_view(&parse_price(stated).unwrap());
+            let shown = view.shown().unwrap();
+            assert_eq!(text(&view.currency, shown), view.text, "{stated}");
+            let as_stated = view.shown_as_stated().unwrap();
+            assert_eq!(text(&view.currency, as_stated), view.stated, "{stated}");
+            let per_lb = view
+                .shown_per_lb()
+                .map(|lb| text(&view.currency, (lb, "lb")));
+            assert_eq!(per_lb, view.per_lb, "{stated}");
+        }
+        assert_eq!(
+            price_view(&parse_price("USD 1.80/lb").unwrap()).stated,
+            "USD 1.80/lb"
+        );
+        let no_quantity = price_view(&proto::Price {
+            currency: "USD".into(),
+            minor_units: 180,
+            per: None,
+        });
+        assert_eq!(no_quantity.shown(), None);
+        assert_eq!(no_quantity.shown_as_stated(), None);
+    }
+
+    #[test]
+    fn a_quantity_views_numbers_are_those_of_its_text() {
+        let view = quantity_view(1_234_500, proto::Unit::Gram as i32);
+        assert_eq!(view.text, "1,234.5 kg");
+        assert_eq!(
+            view.shown(),
+            (
+                Decimal {
+                    units: 12_345,
+                    decimals: 1
+                },
+                "kg"
+            )
+        );
     }
 }

@@ -1,14 +1,18 @@
 //! The one message catalogue of the consumer pages: every text a person reads, in English
 //! (`en`) and Spanish (`es`), and the plain text of each problem the verifier names
-//! (`problems`). A new language is one more `Messages` value and one more column there.
+//! (`problems`); the reader's [`Locale`], and how numbers are written in it (`numbers`). A new
+//! language is one more `Messages` value and one more column there.
 
 mod en;
 mod es;
+mod numbers;
 mod problems;
 
 pub use en::EN;
 pub use es::ES;
 use fairtrail_client::gs1::Gs1Error;
+use icu_locale_core::subtags::Region;
+pub use numbers::{NumberStyle, Numbers};
 pub use problems::problem_text;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -17,48 +21,91 @@ pub enum Lang {
     Es,
 }
 
+/// Who reads a page: the language of its texts, and the region of the language tag that chose
+/// it (`AR` of `es-AR`), which with the language sets how numbers are written ([`Numbers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Locale {
+    pub lang: Lang,
+    pub region: Option<Region>,
+}
+
+/// A language with no region: numbers as CLDR writes them for the language alone.
+impl From<Lang> for Locale {
+    fn from(lang: Lang) -> Locale {
+        Locale { lang, region: None }
+    }
+}
+
+impl Locale {
+    /// English, with no region.
+    pub const EN: Locale = Locale {
+        lang: Lang::En,
+        region: None,
+    };
+
+    /// `?lang=` wins; then the first supported language of `Accept-Language` (by q-value);
+    /// then English. The region is the chosen tag's; when `?lang=` names a language alone
+    /// (as the language switch's links do), it is that of the reader's most wanted
+    /// `Accept-Language` tag in the same language, so following a link keeps their numbers.
+    pub fn choose(query: Option<&str>, accept_language: Option<&str>) -> Locale {
+        match query.and_then(Locale::parse) {
+            Some(Locale { lang, region: None }) => Locale {
+                lang,
+                region: preferred(accept_language, Some(lang)).and_then(|l| l.region),
+            },
+            Some(locale) => locale,
+            None => preferred(accept_language, None).unwrap_or(Locale::EN),
+        }
+    }
+
+    /// A language tag (`es`, `es-AR`, `ES_ar`, `es-Latn-AR`, `es-419`): its primary subtag
+    /// names the language; a region subtag after it (and after a script, if any) is kept.
+    fn parse(tag: &str) -> Option<Locale> {
+        let mut subtags = tag.split(['-', '_']);
+        let lang = match subtags.next()?.to_ascii_lowercase().as_str() {
+            "en" => Lang::En,
+            "es" => Lang::Es,
+            _ => return None,
+        };
+        let mut next = subtags.next();
+        if next.is_some_and(|s| s.len() == 4 && s.bytes().all(|b| b.is_ascii_alphabetic())) {
+            next = subtags.next();
+        }
+        let region = next.and_then(|s| s.parse::<Region>().ok());
+        Some(Locale { lang, region })
+    }
+}
+
+/// The supported tag of `Accept-Language` with the highest q-value (the first on a tie), in
+/// language `only` when given.
+fn preferred(accept_language: Option<&str>, only: Option<Lang>) -> Option<Locale> {
+    let mut best: Option<(f32, Locale)> = None;
+    for part in accept_language.unwrap_or("").split(',') {
+        let mut pieces = part.split(';');
+        let tag = pieces.next().unwrap_or("").trim();
+        let q = pieces
+            .find_map(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|v| v.parse::<f32>().ok())
+            })
+            .unwrap_or(1.0);
+        let Some(locale) = Locale::parse(tag) else {
+            continue;
+        };
+        if only.is_some_and(|lang| lang != locale.lang) {
+            continue;
+        }
+        if best.is_none_or(|(bq, _)| q > bq) {
+            best = Some((q, locale));
+        }
+    }
+    best.map(|(_, l)| l)
+}
+
 impl Lang {
     /// Every language the pages speak, in the order the language switch lists them.
     pub const ALL: [Lang; 2] = [Lang::En, Lang::Es];
-
-    /// `?lang=` wins; then the first supported language of `Accept-Language` (by q-value);
-    /// then English.
-    pub fn choose(query: Option<&str>, accept_language: Option<&str>) -> Lang {
-        if let Some(l) = query.and_then(Lang::parse) {
-            return l;
-        }
-        let mut best: Option<(f32, Lang)> = None;
-        for part in accept_language.unwrap_or("").split(',') {
-            let mut pieces = part.split(';');
-            let tag = pieces.next().unwrap_or("").trim();
-            let q = pieces
-                .find_map(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .and_then(|v| v.parse::<f32>().ok())
-                })
-                .unwrap_or(1.0);
-            if let Some(lang) = Lang::parse(tag) {
-                if best.is_none_or(|(bq, _)| q > bq) {
-                    best = Some((q, lang));
-                }
-            }
-        }
-        best.map_or(Lang::En, |(_, l)| l)
-    }
-
-    fn parse(tag: &str) -> Option<Lang> {
-        let primary = tag
-            .split(['-', '_'])
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        match primary.as_str() {
-            "en" => Some(Lang::En),
-            "es" => Some(Lang::Es),
-            _ => None,
-        }
-    }
 
     pub fn code(self) -> &'static str {
         match self {
@@ -315,17 +362,53 @@ mod tests {
 
     #[test]
     fn language_is_chosen_by_query_then_header() {
-        assert_eq!(Lang::choose(Some("es"), Some("en")), Lang::Es);
+        let lang = |query, header| Locale::choose(query, header).lang;
+        assert_eq!(lang(Some("es"), Some("en")), Lang::Es);
+        assert_eq!(lang(None, Some("es-PE,es;q=0.9,en;q=0.8")), Lang::Es);
+        assert_eq!(lang(None, Some("fr-FR, en;q=0.5, es;q=0.7")), Lang::Es);
+        assert_eq!(lang(None, Some("de")), Lang::En);
+        assert_eq!(lang(Some("xx"), None), Lang::En);
+    }
+
+    #[test]
+    fn the_region_comes_from_the_tag_that_chose_the_language() {
+        let region = |query, header| {
+            let l = Locale::choose(query, header);
+            (l.lang, l.region.map(|r| r.to_string()))
+        };
+        let es = |r: Option<&str>| (Lang::Es, r.map(str::to_owned));
         assert_eq!(
-            Lang::choose(None, Some("es-PE,es;q=0.9,en;q=0.8")),
-            Lang::Es
+            region(None, Some("es-AR,es;q=0.9,en;q=0.8")),
+            es(Some("AR"))
+        );
+        assert_eq!(region(None, Some("es")), es(None));
+        assert_eq!(region(None, Some("es_mx")), es(Some("MX")));
+        assert_eq!(region(None, Some("es-419")), es(Some("419")));
+        assert_eq!(region(None, Some("es-Latn-CO")), es(Some("CO")));
+        assert_eq!(region(None, Some("en-GB;q=0.5, es-CL")), es(Some("CL")));
+        assert_eq!(region(Some("es-MX"), Some("es-AR")), es(Some("MX")));
+        // The language switch's links name a language alone: the reader's region stays.
+        assert_eq!(
+            region(Some("es"), Some("en-US, es-AR;q=0.8")),
+            es(Some("AR"))
         );
         assert_eq!(
-            Lang::choose(None, Some("fr-FR, en;q=0.5, es;q=0.7")),
-            Lang::Es
+            region(Some("en"), Some("es-AR, en-GB;q=0.5")),
+            (Lang::En, Some("GB".to_owned()))
         );
-        assert_eq!(Lang::choose(None, Some("de")), Lang::En);
-        assert_eq!(Lang::choose(Some("xx"), None), Lang::En);
+        assert_eq!(region(Some("en"), Some("es-AR")), (Lang::En, None));
+        // Whatever follows the language and is not a region is ignored.
+        for odd in [
+            "es-",
+            "es-x-private",
+            "es-AR1",
+            "es--AR",
+            "es-Latn",
+            "es-ÅR",
+        ] {
+            assert_eq!(region(Some(odd), None), es(None), "{odd}");
+        }
+        assert_eq!(Locale::choose(None, Some(";q=,,-AR")), Locale::EN);
     }
 
     #[test]

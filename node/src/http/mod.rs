@@ -20,7 +20,7 @@ use fairtrail_client::gs1::{self, ProductId};
 use crate::metrics::Metrics;
 use crate::provenance::{Provenance, ProvenanceError, Subject};
 use crate::tiles::TileStore;
-use i18n::Lang;
+use i18n::{Lang, Locale};
 use page::{PageCache, PageError};
 
 /// What the HTTP handlers share.
@@ -67,11 +67,15 @@ fn wants_json(headers: &HeaderMap, query: &PageQuery) -> bool {
     accept.contains("application/json") && !accept.contains("text/html")
 }
 
-fn lang(headers: &HeaderMap, query: &PageQuery) -> Lang {
+fn locale(headers: &HeaderMap, query: &PageQuery) -> Locale {
     let accept = headers
         .get(header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok());
-    Lang::choose(query.lang.as_deref(), accept)
+    Locale::choose(query.lang.as_deref(), accept)
+}
+
+fn lang(headers: &HeaderMap, query: &PageQuery) -> Lang {
+    locale(headers, query).lang
 }
 
 async fn home(
@@ -79,9 +83,9 @@ async fn home(
     headers: HeaderMap,
     Query(q): Query<PageQuery>,
 ) -> Response {
-    let lang = lang(&headers, &q);
+    let locale = locale(&headers, &q);
     s.metrics.http("other", 200);
-    html(StatusCode::OK, page::home(lang, s.store.snapshot().size))
+    html(StatusCode::OK, page::home(locale, s.store.snapshot().size))
 }
 
 async fn not_found(
@@ -233,7 +237,8 @@ async fn resolve(
     headers: HeaderMap,
     q: PageQuery,
 ) -> Response {
-    let lang = lang(&headers, &q);
+    let locale = locale(&headers, &q);
+    let lang = locale.lang;
     let json = wants_json(&headers, &q);
     let route = if json { "json" } else { "page" };
     let product = match parse_product(&gtin, &batch, serial.as_deref()) {
@@ -246,7 +251,7 @@ async fn resolve(
     };
     let state = s.clone();
     let rendered =
-        tokio::task::spawn_blocking(move || state.pages.get(&state, &product, lang, json)).await;
+        tokio::task::spawn_blocking(move || state.pages.get(&state, &product, locale, json)).await;
     let page = match rendered {
         Ok(Ok(page)) => page,
         Ok(Err(PageError::Provenance(ProvenanceError::NotFound(_)))) => {

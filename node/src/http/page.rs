@@ -1,7 +1,8 @@
 //! The consumer pages: server-rendered HTML that works without JavaScript, fonts, images or
 //! any other request (one self-contained response, well under 60 KB), readable on a 360 px
-//! phone, in the language the reader asks for. The verdict is computed here, by the same
-//! verifier as `fairtrail verify`, under the operator's trust policy.
+//! phone, in the language the reader asks for, its numbers written as in the reader's region
+//! (`i18n::Numbers`). The verdict is computed here, by the same verifier as `fairtrail
+//! verify`, under the operator's trust policy.
 //!
 //! # The operator's policy
 //!
@@ -41,7 +42,7 @@ use fairtrail_client::note::{NoteError, NoteVerifier};
 use fairtrail_client::proto;
 use fairtrail_client::verify::{verify_bundle, Policy, PolicyError, Report};
 
-use super::i18n::{fill, Lang};
+use super::i18n::{fill, Lang, Locale, NumberStyle, Numbers};
 use super::HttpState;
 use crate::provenance::{ProvenanceError, Subject};
 
@@ -81,6 +82,9 @@ struct PageKey {
     serial: Option<String>,
     lang: Lang,
     json: bool,
+    /// How the page writes numbers (the reader's region can change it without changing the
+    /// language); `None` for the JSON view, which writes none for people.
+    numbers: Option<NumberStyle>,
 }
 
 /// Which policy a verdict was computed under.
@@ -158,7 +162,8 @@ struct LoadedPolicy {
     policy: Arc<PagePolicy>,
 }
 
-/// Rendered pages by product, language and format, and the policy they were judged under.
+/// Rendered pages by product, language, number style and format, and the policy they were
+/// judged under.
 pub struct PageCache {
     policy_path: Option<PathBuf>,
     pub log_key: String,
@@ -228,15 +233,16 @@ impl PageCache {
         &self,
         state: &HttpState,
         product: &ProductId,
-        lang: Lang,
+        locale: Locale,
         json: bool,
     ) -> Result<Page, PageError> {
         let key = PageKey {
             gtin: product.gtin.clone(),
             batch: product.batch.clone(),
             serial: product.serial.clone(),
-            lang,
+            lang: locale.lang,
             json,
+            numbers: (!json).then(|| Numbers::style_of(locale)),
         };
         let (policy, policy_changed) = self.policy()?;
         let size = state.store.snapshot().size;
@@ -257,7 +263,14 @@ impl PageCache {
         let body = if json {
             render_json(&report, &policy.state)?
         } else {
-            render_html(&report, product, lang, &policy.state, &self.public_url)
+            render_page(
+                &report,
+                product,
+                locale.lang,
+                &Numbers::new(locale),
+                &policy.state,
+                &self.public_url,
+            )
         };
         let digest = blake3::hash(&body);
         let page = Page {
@@ -321,15 +334,29 @@ pub fn render_json(report: &Report, policy: &PolicyState) -> Result<Vec<u8>, Pag
     Ok(body)
 }
 
-/// The consumer page.
+/// The consumer page for a reader in `locale` (or of a language, their region unknown).
 pub fn render_html(
     report: &Report,
     product: &ProductId,
-    lang: Lang,
+    locale: impl Into<Locale>,
     policy: &PolicyState,
     public_url: &str,
 ) -> Vec<u8> {
-    let (title, body) = consumer::render(report, product, lang, policy, public_url);
+    let locale = locale.into();
+    let numbers = Numbers::new(locale);
+    render_page(report, product, locale.lang, &numbers, policy, public_url)
+}
+
+/// The consumer page, its texts in `lang` and its numbers written by `numbers`.
+fn render_page(
+    report: &Report,
+    product: &ProductId,
+    lang: Lang,
+    numbers: &Numbers,
+    policy: &PolicyState,
+    public_url: &str,
+) -> Vec<u8> {
+    let (title, body) = consumer::render(report, product, lang, numbers, policy, public_url);
     layout(lang, &title, &body).into_bytes()
 }
 
@@ -406,13 +433,14 @@ time{white-space:nowrap}\
 blockquote{margin:.3rem 0 0;padding-left:.75rem;border-left:.25rem solid #c9c9c0}";
 
 /// The start page of the HTTP side.
-pub fn home(lang: Lang, size: u64) -> String {
+pub fn home(locale: Locale, size: u64) -> String {
+    let (lang, numbers) = (locale.lang, Numbers::new(locale));
     let t = lang.t();
     let body = format!(
         "<h1>{}</h1><p>{}</p><p class=\"muted\">{}</p>",
         esc(t.site),
         esc(t.home_intro),
-        esc(&fill(t.home_size, &[&size.to_string()]))
+        esc(&fill(t.home_size, &[&numbers.count(size)]))
     );
     layout(lang, t.site, &body)
 }

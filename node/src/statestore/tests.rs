@@ -505,7 +505,7 @@ fn assert_groups_straddle_blocks(store: &StateStore) {
         for fence in run.fences.iter().skip(1) {
             let text = std::str::from_utf8(&fence.key).expect("a text key");
             let i: usize = text[5..].parse().expect("a numbered key");
-            if i % 37 != 0 {
+            if !i.is_multiple_of(37) {
                 straddling += 1;
             }
         }

@@ -42,7 +42,7 @@ impl TileTree {
         self.rows[0].push(hash);
         let mut row = 0;
         // A node completes whenever its right child does: amortised one hash per push.
-        while row + 1 < ROWS && self.rows[row].len() % 2 == 0 {
+        while row + 1 < ROWS && self.rows[row].len().is_multiple_of(2) {
             let n = self.rows[row].len();
             let parent = node_hash(&self.rows[row][n - 2], &self.rows[row][n - 1]);
             self.rows[row + 1].push(parent);

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use fairtrail_client::verify::{FarmgateView, PriceView};
 
 use super::esc;
-use crate::http::i18n::{fill, Messages};
+use crate::http::i18n::{fill, Messages, Numbers};
 
 /// The chart's coordinate width; it scales to the page's width.
 const WIDTH: f64 = 300.0;
@@ -19,9 +19,11 @@ const GAP: u32 = 12;
 
 /// The chart for a harvest's farm-gate view, titled by the element id `id`; `None` when no
 /// price paid is stated.
-pub(super) fn price_chart(t: &Messages, f: &FarmgateView, id: &str) -> Option<String> {
+pub(super) fn price_chart(t: &Messages, n: &Numbers, f: &FarmgateView, id: &str) -> Option<String> {
     f.paid.as_ref()?;
-    let shown = |p: Option<&PriceView>, missing: &str| p.map_or(missing.to_owned(), price_text);
+    let shown = |p: Option<&PriceView>, missing: &str| {
+        p.map_or_else(|| missing.to_owned(), |p| price_text(n, p))
+    };
     let title = fill(
         t.price_chart,
         &[
@@ -99,9 +101,11 @@ fn paid_colour(meets: Option<bool>) -> &'static str {
     }
 }
 
-/// A price as the report states it, per pound for goods counted by weight.
-fn price_text(p: &PriceView) -> String {
-    p.per_lb.clone().unwrap_or_else(|| p.text.clone())
+/// A price per pound for goods counted by weight, else per unit (as the report's `per_lb`,
+/// else its `text`).
+fn price_text(n: &Numbers, p: &PriceView) -> String {
+    let shown = p.shown_per_lb().map(|lb| (lb, "lb")).or_else(|| p.shown());
+    shown.map_or_else(|| p.text.clone(), |shown| n.price(&p.currency, shown))
 }
 
 /// Minor units per base unit (gram, millilitre, piece): only for drawing bars.

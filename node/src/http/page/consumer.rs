@@ -1,7 +1,9 @@
 //! The consumer page's HTML, from the verifier's report: the product, the verdict with its
 //! reasons, the chain (`chain`: the journey step by step, what farmers were paid, the
 //! certifications, open disputes), what could not be verified, and the proof. Every human
-//! text comes from the catalogue; everything from the log is escaped and shown as written.
+//! text comes from the catalogue, and every number people read is written by `Numbers`
+//! (the verifier's own English messages aside); everything from the log is escaped and shown
+//! as written.
 
 mod chain;
 
@@ -13,7 +15,7 @@ use fairtrail_client::verify::{
 };
 
 use super::{esc, PolicyState};
-use crate::http::i18n::{fill, problem_text, Lang, Messages};
+use crate::http::i18n::{fill, problem_text, Lang, Messages, Numbers};
 
 /// Steps whose verdict depends on the policy's demands beyond the log key: certifications
 /// (8) and prices (9). Without the operator's policy they are not judged.
@@ -24,6 +26,7 @@ pub(super) fn render(
     report: &Report,
     product: &ProductId,
     lang: Lang,
+    numbers: &Numbers,
     policy: &PolicyState,
     public_url: &str,
 ) -> (String, String) {
@@ -37,6 +40,7 @@ pub(super) fn render(
         out: String::with_capacity(32 * 1024),
         t,
         lang,
+        numbers,
         report,
     };
     page.language_switch();
@@ -54,6 +58,7 @@ struct Page<'a> {
     out: String,
     t: &'static Messages,
     lang: Lang,
+    numbers: &'a Numbers,
     report: &'a Report,
 }
 
@@ -309,7 +314,7 @@ impl Page<'_> {
             let root = format!("<code>{}</code>", esc(&cp.root));
             let text = fill(
                 &esc(t.proof_text),
-                &[&esc(&cp.origin), &cp.size.to_string(), &root],
+                &[&esc(&cp.origin), &esc(&self.numbers.count(cp.size)), &root],
             );
             let _ = write!(self.out, "<p>{text}</p>");
         }

@@ -5,13 +5,13 @@
 use std::fmt::Write;
 
 use fairtrail_client::verify::{
-    Assurance, CertificationView, JourneyStep, LotView, Severity, StepKind,
+    Assurance, CertificationView, JourneyStep, LotView, PriceView, Severity, StepKind,
 };
 
 use super::super::chart::price_chart;
 use super::super::esc;
 use super::{assurance_tag, date, html_fill, marks, party, Page};
-use crate::http::i18n::{fill, Lang, Messages};
+use crate::http::i18n::{fill, Messages, Numbers};
 
 // Writing to a String cannot fail, so `write!` results are ignored throughout.
 impl Page<'_> {
@@ -39,7 +39,7 @@ impl Page<'_> {
 
     /// One step: kind and actor, then its facts as a definition list.
     fn step(&mut self, s: &JourneyStep) {
-        let t = self.t;
+        let (t, n) = (self.t, self.numbers);
         let (kind, data) = match s.kind {
             StepKind::Harvest => (t.step_harvest.to_owned(), "harvest"),
             StepKind::Transfer => (t.step_transfer.to_owned(), "transfer"),
@@ -69,7 +69,7 @@ impl Page<'_> {
         self.fact(t.logged_on, &date(s.integrated_at_ms));
         match s.kind {
             StepKind::Harvest => {
-                self.fact(t.harvested, &lots(t, &s.outputs));
+                self.fact(t.harvested, &lots(t, n, &s.outputs));
                 if let Some(f) = &s.farmgate {
                     let period = html_fill(
                         t.valid_range,
@@ -79,23 +79,23 @@ impl Page<'_> {
                 }
             }
             StepKind::Transfer => {
-                self.fact(t.shipped, &lots(t, &s.outputs));
+                self.fact(t.shipped, &lots(t, n, &s.outputs));
                 if let Some(to) = &s.counterparty {
                     self.fact(t.shipped_to, &party(to));
                 }
                 if let Some(price) = &s.price {
-                    self.fact(t.price, &esc(&price.stated));
+                    self.fact(t.price, &esc(&stated(n, price)));
                 }
-                self.fact(t.receipt, &receipt(t, s));
+                self.fact(t.receipt, &receipt(t, n, s));
             }
             StepKind::Transformation => {
-                self.fact(t.used, &lots(t, &s.inputs));
-                self.fact(t.made, &lots(t, &s.outputs));
+                self.fact(t.used, &lots(t, n, &s.inputs));
+                self.fact(t.made, &lots(t, n, &s.outputs));
                 if let Some(y) = s.yield_per_mille {
-                    self.fact(t.yield_label, &esc(&percent(self.lang, y)));
+                    self.fact(t.yield_label, &esc(&n.percent(y)));
                 }
             }
-            StepKind::ProductBinding => self.fact(t.contains, &lots(t, &s.inputs)),
+            StepKind::ProductBinding => self.fact(t.contains, &lots(t, n, &s.inputs)),
         }
         self.fact(t.signed_by, &party(&s.actor));
         let mut sure = assurance_tag(t, s.assurance);
@@ -144,7 +144,7 @@ impl Page<'_> {
                 "<div class=\"pay\"><h4>{}</h4>",
                 esc(t.farmers_paid)
             );
-            if let Some(chart) = price_chart(t, f, &format!("c{}", s.entry)) {
+            if let Some(chart) = price_chart(t, n, f, &format!("c{}", s.entry)) {
                 self.push(&chart);
             }
             let _ = write!(
@@ -152,10 +152,26 @@ impl Page<'_> {
                 "<ul class=\"reasons\"><li>{}</li><li>{}</li></ul><p>{}",
                 meets(t, t.price_paid, f.meets_minimum),
                 meets(t, t.premium, f.meets_premium),
-                esc(&fill(t.farmer_households, &[&f.farmer_count.to_string()]))
+                esc(&fill(
+                    t.farmer_households,
+                    &[&n.count(u64::from(f.farmer_count))]
+                ))
             );
-            if let (Some(total), Some(premium)) = (&f.total_paid, &f.premium_total) {
-                let _ = write!(self.out, " {}", esc(&fill(t.total_paid, &[total, premium])));
+            let total = |price: &Option<PriceView>, minor: Option<u128>| {
+                price
+                    .as_ref()
+                    .zip(minor)
+                    .map(|(p, minor)| n.money(&p.currency, minor))
+            };
+            if let (Some(total), Some(premium)) = (
+                total(&f.paid, f.total_paid_minor),
+                total(&f.premium, f.premium_total_minor),
+            ) {
+                let _ = write!(
+                    self.out,
+                    " {}",
+                    esc(&fill(t.total_paid, &[&total, &premium]))
+                );
             }
             let _ = write!(
                 self.out,
@@ -218,7 +234,8 @@ impl Page<'_> {
         if !c.peers.is_empty() || c.quorum.is_some() {
             let mut peers = c.peers.iter().map(party).collect::<Vec<_>>().join(", ");
             if let Some(q) = c.quorum {
-                let _ = write!(peers, " ({})", esc(&fill(t.quorum, &[&q.to_string()])));
+                let quorum = self.numbers.count(u64::from(q));
+                let _ = write!(peers, " ({})", esc(&fill(t.quorum, &[&quorum])));
             }
             self.fact(t.peers, &peers);
         }
@@ -285,10 +302,10 @@ impl Page<'_> {
 }
 
 /// Lots as HTML: "18,000 kg coffee (lot MV-2526-01)", one per line.
-fn lots(t: &Messages, lots: &[LotView]) -> String {
+fn lots(t: &Messages, n: &Numbers, lots: &[LotView]) -> String {
     lots.iter()
         .map(|l| {
-            let mut s = esc(&l.quantity.text);
+            let mut s = esc(&n.quantity(&l.quantity));
             if let Some(c) = &l.commodity {
                 let _ = write!(s, " {}", esc(c));
             }
@@ -301,15 +318,21 @@ fn lots(t: &Messages, lots: &[LotView]) -> String {
         .join("<br>")
 }
 
+/// A transfer's price as it was stated: per lb or per kg.
+fn stated(n: &Numbers, p: &PriceView) -> String {
+    p.shown_as_stated()
+        .map_or_else(|| p.stated.clone(), |shown| n.price(&p.currency, shown))
+}
+
 /// A transfer's receipt status.
-fn receipt(t: &Messages, s: &JourneyStep) -> String {
+fn receipt(t: &Messages, n: &Numbers, s: &JourneyStep) -> String {
     let recipient = s.counterparty.as_ref().map(party).unwrap_or_default();
     match &s.receipt {
         Some(r) if r.outcome == "confirmed" => html_fill(
             t.receipt_confirmed,
             &[
                 &recipient,
-                &esc(&r.received.text),
+                &esc(&n.quantity(&r.received)),
                 &date(r.integrated_at_ms),
             ],
         ),
@@ -334,16 +357,4 @@ fn meets(t: &Messages, what: &str, meets: Option<bool>) -> String {
         esc(what),
         esc(text)
     )
-}
-
-/// A yield per mille as a percentage: "84%" or "84.5%" ("84,5 %" in Spanish).
-fn percent(lang: Lang, per_mille: u64) -> String {
-    let whole = per_mille / 10;
-    let tenth = per_mille % 10;
-    match (lang, tenth) {
-        (Lang::En, 0) => format!("{whole}%"),
-        (Lang::En, _) => format!("{whole}.{tenth}%"),
-        (Lang::Es, 0) => format!("{whole} %"),
-        (Lang::Es, _) => format!("{whole},{tenth} %"),
-    }
 }

@@ -1,0 +1,290 @@
+//! Numbers on the consumer pages as the reader's locale writes them: quantities, money,
+//! prices, percentages and counts, with the separators and grouping that CLDR gives the
+//! page's language and region (ICU4X's compiled data). "1,234.5" in English and in Mexico,
+//! "1.234,5" in Argentina, "1234,5" but "12.345,6" in Spain (and for `es` with no region or
+//! a region CLDR does not know). What a number is (kg or g, per lb or per kg, the rounding)
+//! is decided by the client's `units`, as in the report's texts; only its writing is decided
+//! here. The JSON view and the CLI keep the report's own texts.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use fairtrail_client::units::{self, Decimal};
+use fairtrail_client::verify::QuantityView;
+use icu_decimal::input;
+use icu_decimal::{DecimalFormatter, DecimalFormatterPreferences};
+use icu_locale_core::subtags::{language, Language};
+use icu_locale_core::LanguageIdentifier;
+
+use super::{Lang, Locale};
+
+/// Writes numbers for one locale.
+pub struct Numbers {
+    lang: Lang,
+    /// `None` only when CLDR's data cannot be loaded, which the data compiled in (down to the
+    /// root locale, where every locale falls back) rules out; numbers are then written plainly
+    /// ("1234.5") rather than the page failing.
+    formatter: Option<DecimalFormatter>,
+    style: NumberStyle,
+}
+
+/// How a [`Numbers`] writes, as a key: equal styles write every number alike, so the pages of
+/// locales that share one (`es-AR` and `es-CO`) are built and cached once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NumberStyle(String);
+
+/// The number style of every locale met so far, so that a page served from the cache does
+/// not build a formatter to find its key. Bounded by the tags `Locale` accepts: two
+/// languages, and regions of two letters or three digits.
+static STYLES: OnceLock<Mutex<HashMap<Locale, NumberStyle>>> = OnceLock::new();
+
+impl Numbers {
+    /// [`Numbers::style`] of `locale`'s numbers, worked out once per locale.
+    pub fn style_of(locale: Locale) -> NumberStyle {
+        let styles = STYLES.get_or_init(Default::default);
+        // A poisoned lock only means another thread panicked while inserting: the map is
+        // still whole.
+        let mut styles = styles.lock().unwrap_or_else(|e| e.into_inner());
+        styles
+            .entry(locale)
+            .or_insert_with(|| Numbers::new(locale).style)
+            .clone()
+    }
+
+    /// The numbers of `locale`; a region CLDR does not know writes as its language does.
+    pub fn new(locale: Locale) -> Numbers {
+        let language: Language = match locale.lang {
+            Lang::En => language!("en"),
+            Lang::Es => language!("es"),
+        };
+        let id = LanguageIdentifier {
+            language,
+            script: None,
+            region: locale.region,
+            variants: Default::default(),
+        };
+        let prefs = DecimalFormatterPreferences::from(&id);
+        let formatter = match DecimalFormatter::try_new(prefs, Default::default()) {
+            Ok(formatter) => Some(formatter),
+            Err(e) => {
+                tracing::error!(error = %e, ?locale, "no CLDR data: numbers written plainly");
+                None
+            }
+        };
+        let mut numbers = Numbers {
+            lang: locale.lang,
+            formatter,
+            style: NumberStyle(String::new()),
+        };
+        // INVARIANT: these samples show everything the formatter varies for the numbers the
+        // pages write (never negative): its digits, both separators, the sizes of the first
+        // and later groups (1,234,567 or 12,34,567), and from how many digits it groups (1234
+        // or 1,234; 12345 or 12,345). With the language (which places the percent sign),
+        // they are the whole style.
+        let mut style = String::from(locale.lang.code());
+        for (units, decimals) in [(123_456_789, 2), (1234, 0), (12_345, 0)] {
+            style.push(' ');
+            style.push_str(&numbers.number(Decimal { units, decimals }));
+        }
+        numbers.style = NumberStyle(style);
+        numbers
+    }
+
+    pub fn style(&self) -> &NumberStyle {
+        &self.style
+    }
+
+    /// A number, exactly as given: "1,234.50" in English.
+    pub fn number(&self, n: Decimal) -> String {
+        match &self.formatter {
+            Some(formatter) => formatter.format(&decimal(n)).to_string(),
+            None => n.to_string(),
+        }
+    }
+
+    /// A count: "12,345" in English, "12.345" in Spanish.
+    pub fn count(&self, n: u64) -> String {
+        self.number(Decimal {
+            units: u128::from(n),
+            decimals: 0,
+        })
+    }
+
+    /// A quantity, in the unit its `text` uses: "12,000 kg", "12.000 kg".
+    pub fn quantity(&self, q: &QuantityView) -> String {
+        let (n, unit) = q.shown();
+        format!("{} {unit}", self.number(n))
+    }
+
+    /// Money: "USD 51,584.02", "USD 51.584,02".
+    pub fn money(&self, currency: &str, minor: u128) -> String {
+        format!("{currency} {}", self.number(units::money(currency, minor)))
+    }
+
+    /// Money per unit: "USD 1.95/lb", "USD 1,95/lb".
+    pub fn price(&self, currency: &str, (amount, per): (Decimal, &str)) -> String {
+        format!("{currency} {}/{per}", self.number(amount))
+    }
+
+    /// A yield given per mille, as a percentage: "84%" or "84.5%" in English, "84 %" or
+    /// "84,5 %" in Spanish (CLDR's `#,##0 %`, the space a non-breaking one).
+    pub fn percent(&self, per_mille: u64) -> String {
+        let n = if per_mille.is_multiple_of(10) {
+            Decimal {
+                units: u128::from(per_mille / 10),
+                decimals: 0,
+            }
+        } else {
+            Decimal {
+                units: u128::from(per_mille),
+                decimals: 1,
+            }
+        };
+        match self.lang {
+            Lang::En => format!("{}%", self.number(n)),
+            Lang::Es => format!("{}\u{a0}%", self.number(n)),
+        }
+    }
+}
+
+/// ICU's decimal for ours: `units` shifted `decimals` places, its zeros after the separator
+/// kept ("1.80").
+fn decimal(n: Decimal) -> input::Decimal {
+    let mut d = input::Decimal::from(n.units);
+    d.multiply_pow10(-i16::try_from(n.decimals).unwrap_or(i16::MAX));
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbers(tag: &str) -> Numbers {
+        let locale = Locale::choose(Some(tag), None);
+        assert_eq!(
+            locale.lang.code(),
+            &tag[..2],
+            "{tag} names a supported language"
+        );
+        Numbers::new(locale)
+    }
+
+    fn dec(units: u128, decimals: u32) -> Decimal {
+        Decimal { units, decimals }
+    }
+
+    /// Expected writings per locale, from CLDR (its `es` groups from five digits only:
+    /// minimumGroupingDigits 2).
+    #[test]
+    fn numbers_are_written_as_cldr_says_for_each_locale() {
+        let english = ["1,234.5", "12,345.6", "1,234,567", "0.05"];
+        let period_grouping = ["1.234,5", "12.345,6", "1.234.567", "0,05"];
+        let spain = ["1234,5", "12.345,6", "1.234.567", "0,05"];
+        for (tags, [four, five, seven, small]) in [
+            (
+                &["en", "en-US", "es-MX", "es-US", "es-419", "es-PE"][..],
+                english,
+            ),
+            (&["es", "es-ES", "es-ZZ", "es-001", "es-GQ"], spain),
+            (
+                &[
+                    "es-AR", "es-CO", "es-CL", "es-UY", "es-VE", "es-EC", "es-PY", "es-BO",
+                ],
+                period_grouping,
+            ),
+        ] {
+            for tag in tags {
+                let n = numbers(tag);
+                assert_eq!(n.number(dec(12_345, 1)), four, "{tag}");
+                assert_eq!(n.number(dec(123_456, 1)), five, "{tag}");
+                assert_eq!(n.count(1_234_567), seven, "{tag}");
+                assert_eq!(n.number(dec(5, 2)), small, "{tag}");
+            }
+        }
+        // Costa Rica groups with a non-breaking space.
+        assert_eq!(numbers("es-CR").count(12_345), "12\u{a0}345");
+    }
+
+    #[test]
+    fn money_keeps_its_currencys_decimals() {
+        let (en, es, ar, mx) = (
+            numbers("en"),
+            numbers("es"),
+            numbers("es-AR"),
+            numbers("es-MX"),
+        );
+        // Two decimals, trailing zero kept.
+        assert_eq!(en.money("USD", 5_158_402), "USD 51,584.02");
+        assert_eq!(es.money("USD", 5_158_402), "USD 51.584,02");
+        assert_eq!(ar.money("USD", 123_450), "USD 1.234,50");
+        assert_eq!(es.money("USD", 123_450), "USD 1234,50");
+        assert_eq!(mx.money("USD", 123_450), "USD 1,234.50");
+        assert_eq!(ar.money("EUR", 180), "EUR 1,80");
+        // Zero decimals.
+        assert_eq!(en.money("JPY", 1_234_567), "JPY 1,234,567");
+        assert_eq!(ar.money("PYG", 1_234_567), "PYG 1.234.567");
+        assert_eq!(es.money("CLP", 1234), "CLP 1234");
+        // Three decimals.
+        assert_eq!(en.money("KWD", 1_234_500), "KWD 1,234.500");
+        assert_eq!(ar.money("KWD", 1_234_500), "KWD 1.234,500");
+        assert_eq!(mx.money("BHD", 12_345_678), "BHD 12,345.678");
+        assert_eq!(es.money("BHD", 12_345_678), "BHD 12.345,678");
+        assert_eq!(
+            ar.price("USD", (units::money("USD", 195), "lb")),
+            "USD 1,95/lb"
+        );
+    }
+
+    #[test]
+    fn quantities_and_yields_use_the_reports_units() {
+        let q = |amount, unit: &str| QuantityView {
+            amount,
+            unit: unit.to_owned(),
+            text: String::new(),
+        };
+        let (en, es, ar, mx) = (
+            numbers("en"),
+            numbers("es"),
+            numbers("es-AR"),
+            numbers("es-MX"),
+        );
+        assert_eq!(en.quantity(&q(12_000_000, "g")), "12,000 kg");
+        assert_eq!(ar.quantity(&q(12_000_000, "g")), "12.000 kg");
+        assert_eq!(es.quantity(&q(1_234_500, "g")), "1234,5 kg");
+        assert_eq!(ar.quantity(&q(1_234_500, "g")), "1.234,5 kg");
+        assert_eq!(mx.quantity(&q(1_234_500, "g")), "1,234.5 kg");
+        assert_eq!(ar.quantity(&q(69_500, "g")), "69,5 kg");
+        assert_eq!(ar.quantity(&q(500, "g")), "500 g");
+        assert_eq!(ar.quantity(&q(2_500, "ml")), "2,5 l");
+        assert_eq!(ar.quantity(&q(12_345, "pcs")), "12.345 pcs");
+        assert_eq!(en.percent(840), "84%");
+        assert_eq!(en.percent(845), "84.5%");
+        assert_eq!(es.percent(840), "84\u{a0}%");
+        assert_eq!(ar.percent(845), "84,5\u{a0}%");
+        assert_eq!(mx.percent(845), "84.5\u{a0}%");
+    }
+
+    #[test]
+    fn locales_that_write_alike_share_a_style() {
+        let style = |tag| numbers(tag).style().clone();
+        assert_eq!(style("es-AR"), style("es-CO"));
+        assert_eq!(style("es"), style("es-ES"));
+        assert_eq!(style("es-ZZ"), style("es"));
+        assert_eq!(style("es-MX"), style("es-419"));
+        assert_ne!(style("es-AR"), style("es"), "1.234 against 1234");
+        assert_ne!(style("es-MX"), style("es-AR"));
+        assert_ne!(style("es-MX"), style("en"), "the percent sign");
+        assert_ne!(style("en"), style("en-IN"), "12,34,567");
+    }
+
+    #[test]
+    fn the_remembered_style_is_the_formatters() {
+        for tag in ["en", "en-IN", "es", "es-AR", "es-MX", "es-CR", "es-ZZ"] {
+            let locale = Locale::choose(Some(tag), None);
+            // Twice: worked out, then remembered.
+            for _ in 0..2 {
+                assert_eq!(Numbers::style_of(locale), *numbers(tag).style(), "{tag}");
+            }
+        }
+    }
+}
