@@ -1,6 +1,6 @@
 //! What a consumer's scan costs: building the provenance bundle of a 10-step chain from the
-//! node's tiles and sled indexes, verifying it under a trust policy (all ten verifier steps),
-//! and rendering the consumer page.
+//! node's tiles and indexes (afresh, and as kept for the checkpoint), verifying it under a
+//! trust policy (all ten verifier steps), and rendering the consumer page.
 //!
 //! The log is written by a real node run in-process (the whole `server::run`, over gRPC on
 //! loopback): filler harvests, the chain, more filler. The node is then stopped and its data
@@ -160,7 +160,22 @@ fn provenance(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("provenance");
     group.throughput(Throughput::Elements(1));
+    assert_eq!(
+        provenance.bundle_uncached(&subject).expect("a bundle"),
+        wire,
+        "a bundle built afresh is the one kept"
+    );
     group.bench_function("bundle/10-step", |b| {
+        b.iter(|| {
+            black_box(
+                provenance
+                    .bundle_uncached(black_box(&subject))
+                    .expect("a bundle"),
+            )
+        })
+    });
+    // A request for the same product against the same checkpoint: the bundle kept.
+    group.bench_function("bundle-kept/10-step", |b| {
         b.iter(|| black_box(provenance.bundle(black_box(&subject)).expect("a bundle")))
     });
     group.bench_function("decode+verify/10-step", |b| {

@@ -3,7 +3,7 @@
 //! flight), and reading `GetProvenance`. Every answer is checked; latency goes to an HDR
 //! histogram per client, merged at the end.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -177,12 +177,13 @@ pub async fn streaming(
     gather(set, started).await
 }
 
-/// `GetProvenance` for one product by `clients` clients, back to back, for `time`. Each
-/// answer must hold `entries` entries.
+/// `GetProvenance` for one product by `clients` clients, back to back, for `time` or until
+/// `stop` is raised, whichever comes first. Each answer must hold `entries` entries.
 pub async fn provenance(
     url: &str,
     clients: usize,
     time: Duration,
+    stop: Option<Arc<AtomicBool>>,
     product: proto::ProductKey,
     entries: usize,
 ) -> anyhow::Result<Phase> {
@@ -197,10 +198,12 @@ pub async fn provenance(
     let mut set = JoinSet::new();
     for mut client in connections {
         let product = product.clone();
+        let stop = stop.clone();
         set.spawn(async move {
             let mut h = histogram();
             let mut n = 0u64;
-            while started.elapsed() < time {
+            let stopped = || stop.as_ref().is_some_and(|s| s.load(Ordering::Acquire));
+            while started.elapsed() < time && !stopped() {
                 let t = Instant::now();
                 let bundle = client
                     .get_provenance(proto::GetProvenanceRequest {

@@ -2,6 +2,8 @@
 //! the read size in timed segments, `GetProvenance` and consumer-page reads, then memory and
 //! disk, each figure recorded with its ratio to the same run's baseline.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -15,6 +17,10 @@ use crate::node::{cpu_by_thread, disk_usage, index_disk_usage, CpuTimes, Server}
 use crate::phases::{leaf_len, MB, PRODUCERS};
 use crate::report::{Goal, Phase, Results};
 use crate::{grpc, http, submit, Args};
+
+/// The longest the reader beside the fill's second-to-last segment may run, should the
+/// segment not end first (it always has: a segment takes seconds).
+const READ_BESIDE_AT_MOST: Duration = Duration::from_secs(600);
 
 /// What one node run needs: the settings and the workload signed before any clock.
 pub struct NodeRun<'a> {
@@ -150,20 +156,49 @@ impl NodeRun<'_> {
             r.add(&format!("{name} p50"), "ms", phase.ms(0.5), Goal::None);
         }
 
-        // 3. Fill to the read size in segments of a tenth, the last one timed.
+        // 3. Fill to the read size in segments of a tenth, the last one timed. The segment
+        //    before it is written with one `GetProvenance` client reading beside it: a
+        //    retailer's lookups while producers submit, every commit a new checkpoint, so
+        //    the bundle kept for the last one does not serve the next.
+        let batch = chain.batch.clone();
+        let key = proto::ProductKey {
+            gtin: GTIN.into(),
+            batch: batch.clone(),
+            serial: String::new(),
+        };
+        let entries = check_bundle(&url, &key, &policy_text).await?;
         let total = args.log_size;
         let segment = (total / 10).max(1);
         let mut at = u + s + many;
         let mut last = None;
+        let mut beside = None;
         while at < total {
             let end = (at + segment).min(total);
-            let phase = grpc::streaming(
-                &url,
-                args.streams,
-                args.window,
-                self.harvests[at..end].to_vec(),
-            )
-            .await?;
+            let envelopes = self.harvests[at..end].to_vec();
+            let phase = if end < total && end + segment >= total {
+                let stop = Arc::new(AtomicBool::new(false));
+                let write = async {
+                    let written = grpc::streaming(&url, args.streams, args.window, envelopes).await;
+                    stop.store(true, Ordering::Release);
+                    written
+                };
+                let read = grpc::provenance(
+                    &url,
+                    1,
+                    READ_BESIDE_AT_MOST,
+                    Some(stop.clone()),
+                    key.clone(),
+                    entries,
+                );
+                let commits_before = http::commit_counters(&http).await?.0;
+                let (written, read) = tokio::join!(write, read);
+                let (written, read) = (written?, read?);
+                let checkpoints = http::commit_counters(&http).await?.0 - commits_before;
+                beside = Some((at, end, written.rate(), read, checkpoints));
+                written
+            } else {
+                grpc::streaming(&url, args.streams, args.window, envelopes).await?
+            };
             eprintln!("  filled to {end}: {:.0} entries/s", phase.rate());
             last = Some((end, phase.rate()));
             at = end;
@@ -180,13 +215,8 @@ impl NodeRun<'_> {
             );
         }
 
-        // 4. Reads: the bundle must verify before it is timed.
-        let batch = chain.batch.clone();
-        let key = proto::ProductKey {
-            gtin: GTIN.into(),
-            batch: batch.clone(),
-            serial: String::new(),
-        };
+        // 4. Reads, on the log at rest (bundles are kept per checkpoint, so all but the
+        //    first request of each load are served one); the bundle must verify first.
         let entries = check_bundle(&url, &key, &policy_text).await?;
         // Latency alone (one client), then throughput (every reader at once).
         let size = format!(
@@ -194,7 +224,46 @@ impl NodeRun<'_> {
             (total + PRODUCERS + chain.statements.len()) / 1000
         );
         let secs = Duration::from_secs(args.read_secs);
-        let alone = grpc::provenance(&url, 1, secs, key.clone(), entries).await?;
+        if let Some((from, to, written, read, checkpoints)) = beside {
+            let name = format!(
+                "GetProvenance p99, 1 client, beside SubmitStream from {}k to {}k",
+                from / 1000,
+                to / 1000
+            );
+            r.add(
+                "node SubmitStream, a GetProvenance client beside it",
+                "req/s",
+                written,
+                Goal::None,
+            );
+            r.add(
+                "GetProvenance, 1 client, beside SubmitStream",
+                "req/s",
+                read.rate(),
+                Goal::None,
+            );
+            // A request builds its bundle afresh when it is the first at a new checkpoint.
+            r.add(
+                "GetProvenance beside SubmitStream: requests per new checkpoint",
+                "req",
+                read.operations as f64 / checkpoints.max(1.0),
+                Goal::None,
+            );
+            r.add(
+                "GetProvenance p50, 1 client, beside SubmitStream",
+                "ms",
+                read.ms(0.5),
+                Goal::None,
+            );
+            r.add(&name, "ms", read.ms(0.99), Goal::Below(5.0));
+            r.add(
+                "GetProvenance p99.9, 1 client, beside SubmitStream",
+                "ms",
+                read.ms(0.999),
+                Goal::None,
+            );
+        }
+        let alone = grpc::provenance(&url, 1, secs, None, key.clone(), entries).await?;
         r.add(
             &format!("GetProvenance p50, 1 client, {size}"),
             "ms",
@@ -213,7 +282,7 @@ impl NodeRun<'_> {
             alone.ms(0.999),
             Goal::None,
         );
-        let busy = grpc::provenance(&url, args.readers, secs, key, entries).await?;
+        let busy = grpc::provenance(&url, args.readers, secs, None, key, entries).await?;
         let n = args.readers;
         r.add(
             &format!("GetProvenance, {n} clients"),

@@ -175,6 +175,15 @@ impl Provenance {
         Ok(bundle)
     }
 
+    /// [`Provenance::bundle`] built afresh, without the bundles kept per checkpoint: what a
+    /// request costs when its bundle is not kept (the benchmarks measure both).
+    pub fn bundle_uncached(
+        &self,
+        subject: &Subject,
+    ) -> Result<proto::ProvenanceBundle, ProvenanceError> {
+        self.build(subject, &self.store.snapshot())
+    }
+
     /// The bundle already built for `subject` against the checkpoint of `size`, if any.
     fn cached(&self, subject: &Subject, size: u64) -> Option<Arc<proto::ProvenanceBundle>> {
         let cache = self.bundles.lock().ok()?;
