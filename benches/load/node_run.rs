@@ -177,21 +177,30 @@ impl NodeRun<'_> {
             let envelopes = self.harvests[at..end].to_vec();
             let phase = if end < total && end + segment >= total {
                 let stop = Arc::new(AtomicBool::new(false));
-                let write = async {
-                    let written = grpc::streaming(&url, args.streams, args.window, envelopes).await;
-                    stop.store(true, Ordering::Release);
-                    written
-                };
-                let read = grpc::provenance(
-                    &url,
-                    1,
-                    READ_BESIDE_AT_MOST,
-                    Some(stop.clone()),
-                    key.clone(),
-                    entries,
-                );
+                // The reader is a client of its own (a thread and runtime of its own), as a
+                // retailer's is: on the writers' runtime its latency would be theirs.
+                let reader = std::thread::spawn({
+                    let (url, stop, key) = (url.clone(), stop.clone(), key.clone());
+                    move || -> anyhow::Result<Phase> {
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()?
+                            .block_on(grpc::provenance(
+                                &url,
+                                1,
+                                READ_BESIDE_AT_MOST,
+                                Some(stop),
+                                key,
+                                entries,
+                            ))
+                    }
+                });
                 let commits_before = http::commit_counters(&http).await?.0;
-                let (written, read) = tokio::join!(write, read);
+                let written = grpc::streaming(&url, args.streams, args.window, envelopes).await;
+                stop.store(true, Ordering::Release);
+                let read = reader
+                    .join()
+                    .map_err(|_| anyhow!("the GetProvenance reader panicked"))?;
                 let (written, read) = (written?, read?);
                 let checkpoints = http::commit_counters(&http).await?.0 - commits_before;
                 beside = Some((at, end, written.rate(), read, checkpoints));

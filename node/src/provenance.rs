@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use fairtrail_client::entry::Leaf;
-use fairtrail_client::envelope::{Envelope, StatementId};
+use fairtrail_client::envelope::{Envelope, KnownKeys, StatementId};
 use fairtrail_client::gs1;
 use fairtrail_client::keys::PublicKey;
 use fairtrail_client::proto::{
@@ -81,6 +81,10 @@ pub struct Provenance {
     store: Arc<TileStore>,
     index: Index,
     bundles: Mutex<BundleCache>,
+    /// Keys already found to be valid curve points, so that decoding an entry does not
+    /// decompress its signers' and issuer's keys again: the same cooperatives' and traders'
+    /// keys sign most entries, and decompressing them was most of a bundle's cost.
+    known: Mutex<KnownKeys>,
 }
 
 /// Bundles built against the latest checkpoint. A bundle depends on the log alone (the index
@@ -112,6 +116,7 @@ impl Provenance {
             store,
             index,
             bundles: Mutex::new(BundleCache::default()),
+            known: Mutex::new(KnownKeys::default()),
         }
     }
 
@@ -123,8 +128,13 @@ impl Provenance {
         let leaf = self.store.leaf(snapshot, index)?;
         let corrupt = |reason: String| ProvenanceError::Corrupt { index, reason };
         let leaf = Leaf::decode(leaf.to_vec()).map_err(|e| corrupt(e.to_string()))?;
-        let envelope = Envelope::try_from(leaf.envelope).map_err(|e| corrupt(e.to_string()))?;
-        let statement = Statement::decode(&envelope).map_err(|e| corrupt(e.to_string()))?;
+        // A poisoned lock only means a decode panicked elsewhere; the keys it holds are
+        // still valid ones.
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let envelope =
+            Envelope::decode_with(leaf.envelope, &mut known).map_err(|e| corrupt(e.to_string()))?;
+        let statement =
+            Statement::decode_with(&envelope, &mut known).map_err(|e| corrupt(e.to_string()))?;
         Ok((envelope, statement))
     }
 
