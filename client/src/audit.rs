@@ -28,7 +28,7 @@ use std::fmt;
 
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::entry::Leaf;
-use crate::envelope::{verify_batch, Envelope, StatementId};
+use crate::envelope::{verify_batch_with, Envelope, KnownKeys, StatementId};
 use crate::merkle::{empty_root, leaf_hash, CompactRange, Hash};
 use crate::proto;
 use crate::rpc::{NodeClient, RpcError};
@@ -153,6 +153,9 @@ pub struct Replay {
     expected: BTreeMap<u64, Expected>,
     findings: Vec<Finding>,
     signatures: u64,
+    /// Keys already checked to be valid curve points: a log's entries are signed by the
+    /// same participants' keys again and again, each decompressed once (bounded).
+    known: KnownKeys,
 }
 
 impl Default for Replay {
@@ -178,6 +181,7 @@ impl Replay {
             expected: BTreeMap::new(),
             findings: Vec::new(),
             signatures: 0,
+            known: KnownKeys::default(),
         }
     }
 
@@ -265,7 +269,7 @@ impl Replay {
             }
         }
 
-        let results = verify_batch(envelopes);
+        let results = verify_batch_with(envelopes, &self.known);
         let mut overlay = Overlay::new(&self.state);
         let mut findings = Vec::new();
         for (d, result) in decoded.into_iter().zip(results) {
@@ -362,14 +366,14 @@ impl Replay {
             return None;
         }
         self.ids.insert(leaf.statement_id, index);
-        let envelope = match Envelope::try_from(leaf.envelope) {
+        let envelope = match Envelope::decode_with(leaf.envelope, &mut self.known) {
             Ok(e) => e,
             Err(e) => {
                 self.find(index, Check::Envelope, e.to_string());
                 return None;
             }
         };
-        let statement = match Statement::decode(&envelope) {
+        let statement = match Statement::decode_with(&envelope, &mut self.known) {
             Ok(s) => s,
             Err(e) => {
                 self.find(index, Check::Statement, e.to_string());

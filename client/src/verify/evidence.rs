@@ -12,7 +12,7 @@ use super::{Findings, Policy, Problem, Step};
 use crate::bundle::Bundle;
 use crate::checkpoint::{CheckpointError, SignedCheckpoint};
 use crate::entry::Leaf;
-use crate::envelope::{verify_batch, Envelope, StatementId};
+use crate::envelope::{verify_batch_with, Envelope, KnownKeys, StatementId};
 use crate::keys::PublicKey;
 use crate::merkle::{leaf_hash, verify_inclusions, Inclusion, ProofError};
 use crate::note::NoteError;
@@ -209,12 +209,15 @@ pub(crate) fn check(
         ),
     );
 
-    // Step 3: envelopes, statements and signatures.
+    // Step 3: envelopes, statements and signatures. A bundle's entries are signed by a few
+    // parties' keys again and again: each key is checked (and its curve point decompressed)
+    // once for the bundle, not once per entry that names it.
+    let mut known = KnownKeys::default();
     let mut envelopes = Vec::with_capacity(leaves.len());
     let mut decoded = Vec::with_capacity(leaves.len());
     for (index, leaf) in leaves {
         let entry = Some(index);
-        let envelope = match Envelope::try_from(leaf.envelope) {
+        let envelope = match Envelope::decode_with(leaf.envelope, &mut known) {
             Ok(envelope) => envelope,
             Err(err) => {
                 out.fail(
@@ -226,7 +229,7 @@ pub(crate) fn check(
                 continue;
             }
         };
-        let statement = match Statement::decode(&envelope) {
+        let statement = match Statement::decode_with(&envelope, &mut known) {
             Ok(statement) => statement,
             Err(err) => {
                 let problem = match err {
@@ -247,7 +250,10 @@ pub(crate) fn check(
     }
     let mut items = Vec::with_capacity(decoded.len());
     let mut signatures = 0;
-    for ((index, at, statement), result) in decoded.into_iter().zip(verify_batch(envelopes)) {
+    for ((index, at, statement), result) in decoded
+        .into_iter()
+        .zip(verify_batch_with(envelopes, &known))
+    {
         match result {
             Ok(verified) => {
                 let signers: Vec<PublicKey> = verified.signers().collect();
