@@ -77,7 +77,8 @@ impl Locale {
 }
 
 /// The supported tag of `Accept-Language` with the highest q-value (the first on a tie), in
-/// language `only` when given.
+/// language `only` when given. A tag with `q=0` is one the reader does not accept (RFC 9110
+/// 12.4.2), and a q-value that is not a number in 0..=1 is taken as 1, as if absent.
 fn preferred(accept_language: Option<&str>, only: Option<Lang>) -> Option<Locale> {
     let mut best: Option<(f32, Locale)> = None;
     for part in accept_language.unwrap_or("").split(',') {
@@ -89,7 +90,11 @@ fn preferred(accept_language: Option<&str>, only: Option<Lang>) -> Option<Locale
                     .strip_prefix("q=")
                     .and_then(|v| v.parse::<f32>().ok())
             })
+            .filter(|q| (0.0..=1.0).contains(q))
             .unwrap_or(1.0);
+        if q <= 0.0 {
+            continue;
+        }
         let Some(locale) = Locale::parse(tag) else {
             continue;
         };
@@ -368,6 +373,12 @@ mod tests {
         assert_eq!(lang(None, Some("fr-FR, en;q=0.5, es;q=0.7")), Lang::Es);
         assert_eq!(lang(None, Some("de")), Lang::En);
         assert_eq!(lang(Some("xx"), None), Lang::En);
+        // q=0: not acceptable, whatever its place; nonsense q-values count as absent.
+        assert_eq!(lang(None, Some("es;q=0")), Lang::En);
+        assert_eq!(lang(None, Some("es;q=0.0, de")), Lang::En);
+        assert_eq!(lang(None, Some("en;q=0, es;q=0.1")), Lang::Es);
+        assert_eq!(lang(None, Some("en;q=0.5, es;q=NaN")), Lang::Es);
+        assert_eq!(lang(None, Some("en;q=0.5, es;q=-1")), Lang::Es);
     }
 
     #[test]
