@@ -176,6 +176,7 @@ impl NodeRun<'_> {
             let end = (at + segment).min(total);
             let envelopes = self.harvests[at..end].to_vec();
             let phase = if end < total && end + segment >= total {
+                let commits_before = http::commit_counters(&http).await?.0;
                 let stop = Arc::new(AtomicBool::new(false));
                 // The reader is a client of its own (a thread and runtime of its own), as a
                 // retailer's is: on the writers' runtime its latency would be theirs.
@@ -195,7 +196,6 @@ impl NodeRun<'_> {
                             ))
                     }
                 });
-                let commits_before = http::commit_counters(&http).await?.0;
                 let written = grpc::streaming(&url, args.streams, args.window, envelopes).await;
                 stop.store(true, Ordering::Release);
                 let read = reader

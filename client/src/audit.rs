@@ -701,4 +701,51 @@ mod tests {
             })
         ));
     }
+
+    #[test]
+    fn a_bad_key_is_found_each_time_it_appears() {
+        use crate::verify::bad_keys as k;
+        let a = generate_signing_key();
+        let mut bad_r = harvest(&a, "bad-r");
+        bad_r.signatures[0].sig[..32].copy_from_slice(&k::NOT_A_POINT);
+        let mut off = sign(k::declaration_by(k::NOT_A_POINT, 1), &[&a]);
+        off.signatures[0].public_key = k::NOT_A_POINT.to_vec();
+        let mut off2 = sign(k::declaration_by(k::NOT_A_POINT, 2), &[&a]);
+        off2.signatures[0].public_key = k::NOT_A_POINT.to_vec();
+        let log = leaves(&[
+            (declaration(&a), T0),
+            (k::forged_by_weak_key(1), T0),
+            (k::forged_by_weak_key(2), T0),
+            (off, T0),
+            (off2, T0),
+            (sign(k::declaration_by(k::IDENTITY, 3), &[&a]), T0),
+            (sign(k::declaration_by(k::IDENTITY, 4), &[&a]), T0),
+            (harvest(&a, "ok"), T0),
+            (bad_r, T0),
+        ]);
+        let report = replay(&log);
+        let found: Vec<(Option<u64>, Check, String)> = report
+            .findings
+            .iter()
+            .map(|f| (f.index, f.check, f.message.clone()))
+            .collect();
+        let checks: Vec<(Option<u64>, Check)> = found.iter().map(|(i, c, _)| (*i, *c)).collect();
+        assert_eq!(
+            checks,
+            vec![
+                (Some(1), Check::Envelope),
+                (Some(2), Check::Envelope),
+                (Some(3), Check::Envelope),
+                (Some(4), Check::Envelope),
+                (Some(5), Check::Statement),
+                (Some(6), Check::Statement),
+                (Some(8), Check::Signature),
+            ],
+            "{found:#?}"
+        );
+        assert!(
+            found[6].2.contains("its R is not a curve point"),
+            "{found:#?}"
+        );
+    }
 }

@@ -972,3 +972,77 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod known_keys {
+    use super::*;
+    use crate::keys::generate_signing_key;
+
+    #[test]
+    fn a_key_that_fails_is_never_remembered_and_batch_errors_match() {
+        let mut known = KnownKeys::default();
+        let identity = PublicKey::from_bytes(&{
+            let mut b = [0u8; 32];
+            b[0] = 1;
+            b
+        })
+        .unwrap();
+        let off = PublicKey::from_bytes(&{
+            let mut b = [0u8; 32];
+            b[0] = 2;
+            b
+        })
+        .unwrap();
+        for _ in 0..3 {
+            assert!(matches!(
+                known.check(&identity),
+                Err(PublicKeyError::Weak(_))
+            ));
+            assert!(matches!(
+                known.check(&off),
+                Err(PublicKeyError::NotOnCurve(_))
+            ));
+        }
+        assert!(known.point(identity.as_bytes()).is_none());
+        assert!(known.point(off.as_bytes()).is_none());
+
+        // Errors (not just verdicts) from a populated KnownKeys equal those without one.
+        let a = generate_signing_key();
+        let b = generate_signing_key();
+        known.check(&PublicKey::from(&a.verifying_key())).unwrap();
+        known.check(&PublicKey::from(&b.verifying_key())).unwrap();
+        let good = sign(b"good".to_vec(), &[&a]);
+        let mut forged = sign(b"forged".to_vec(), &[&a, &b]);
+        forged.signatures[1].sig[40] ^= 1;
+        let mut bad_r = sign(b"bad r".to_vec(), &[&b]);
+        bad_r.signatures[0].sig[..32].copy_from_slice(off.as_bytes());
+        let mut big_s = sign(b"big s".to_vec(), &[&a]);
+        big_s.signatures[0].sig[63] |= 0xf0;
+        let wires = [good, forged, bad_r, big_s];
+        let with: Vec<Envelope> = wires
+            .iter()
+            .map(|w| Envelope::decode_with(w.clone(), &mut known).unwrap())
+            .collect();
+        let without: Vec<Envelope> = wires
+            .iter()
+            .map(|w| Envelope::try_from(w.clone()).unwrap())
+            .collect();
+        let one_by_one: Vec<_> = without
+            .iter()
+            .cloned()
+            .map(Envelope::verify)
+            .map(|r| r.map(|_| ()))
+            .collect();
+        let a_: Vec<_> = verify_batch_with(with, &known)
+            .into_iter()
+            .map(|r| r.map(|_| ()))
+            .collect();
+        let b_: Vec<_> = verify_batch(without)
+            .into_iter()
+            .map(|r| r.map(|_| ()))
+            .collect();
+        assert_eq!(a_, b_);
+        assert_eq!(a_, one_by_one);
+        assert!(a_[0].is_ok());
+    }
+}

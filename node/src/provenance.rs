@@ -9,7 +9,7 @@
 //! entry). What the node includes is only a claim: the verifier checks everything it needs.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 
 use fairtrail_client::entry::Leaf;
 use fairtrail_client::envelope::{Envelope, KnownKeys, StatementId};
@@ -108,6 +108,8 @@ struct Walk<'a> {
     snapshot: &'a Snapshot,
     entries: BTreeSet<u64>,
     participants: BTreeSet<PublicKey>,
+    /// Keys checked by this build, for when another build holds the node-wide ones.
+    known: KnownKeys,
 }
 
 impl Provenance {
@@ -120,21 +122,33 @@ impl Provenance {
         }
     }
 
+    /// Reads and decodes entry `index`, checking keys against the node-wide known keys when
+    /// no other build holds them, else against `local` (the build's own): concurrent builds
+    /// never wait for each other.
     fn load(
         &self,
         snapshot: &Snapshot,
         index: u64,
+        local: &mut KnownKeys,
     ) -> Result<(Envelope, Statement), ProvenanceError> {
         let leaf = self.store.leaf(snapshot, index)?;
         let corrupt = |reason: String| ProvenanceError::Corrupt { index, reason };
         let leaf = Leaf::decode(leaf.to_vec()).map_err(|e| corrupt(e.to_string()))?;
-        // A poisoned lock only means a decode panicked elsewhere; the keys it holds are
-        // still valid ones.
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared = match self.known.try_lock() {
+            Ok(guard) => Some(guard),
+            // A decode panicked elsewhere: the keys it holds are still valid ones (a key is
+            // remembered only once it has passed).
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        let known: &mut KnownKeys = match shared.as_mut() {
+            Some(guard) => guard,
+            None => local,
+        };
         let envelope =
-            Envelope::decode_with(leaf.envelope, &mut known).map_err(|e| corrupt(e.to_string()))?;
+            Envelope::decode_with(leaf.envelope, known).map_err(|e| corrupt(e.to_string()))?;
         let statement =
-            Statement::decode_with(&envelope, &mut known).map_err(|e| corrupt(e.to_string()))?;
+            Statement::decode_with(&envelope, known).map_err(|e| corrupt(e.to_string()))?;
         Ok((envelope, statement))
     }
 
@@ -214,6 +228,7 @@ impl Provenance {
             snapshot,
             entries: BTreeSet::new(),
             participants: BTreeSet::new(),
+            known: KnownKeys::default(),
         };
         let proto_subject = match subject {
             Subject::Product(product) => {
@@ -318,6 +333,7 @@ impl Provenance {
             snapshot: &snapshot,
             entries: BTreeSet::new(),
             participants: BTreeSet::new(),
+            known: KnownKeys::default(),
         };
         walk.participants.insert(identity);
         walk.context()?;
@@ -380,7 +396,7 @@ impl Walk<'_> {
             if !self.add(index)? {
                 continue;
             }
-            let (envelope, statement) = self.p.load(self.snapshot, index)?;
+            let (envelope, statement) = self.p.load(self.snapshot, index, &mut self.known)?;
             for signer in envelope.signers() {
                 if let Some(identity) = self.p.identity_of(&signer)? {
                     self.participants.insert(identity);
@@ -423,7 +439,7 @@ impl Walk<'_> {
                 .list(self.snapshot, &key_of(prefix::BY_SUBJECT, identity))?
             {
                 self.add(cert)?;
-                let (envelope, statement) = self.p.load(self.snapshot, cert)?;
+                let (envelope, statement) = self.p.load(self.snapshot, cert, &mut self.known)?;
                 for revocation in self.p.list(
                     self.snapshot,
                     &key(prefix::BY_CERTIFICATION, &[statement.id.as_bytes()]),
@@ -446,13 +462,13 @@ impl Walk<'_> {
         // Disputes of anything in the bundle, and who raised them.
         let ids: Vec<u64> = self.entries.iter().copied().collect();
         for index in ids {
-            let (_, statement) = self.p.load(self.snapshot, index)?;
+            let (_, statement) = self.p.load(self.snapshot, index, &mut self.known)?;
             for dispute in self.p.list(
                 self.snapshot,
                 &key(prefix::BY_DISPUTED, &[statement.id.as_bytes()]),
             )? {
                 if self.add(dispute)? {
-                    let (_, d) = self.p.load(self.snapshot, dispute)?;
+                    let (_, d) = self.p.load(self.snapshot, dispute, &mut self.known)?;
                     if let Some(identity) = self.p.identity_of(&d.issuer)? {
                         self.identity_entries(&identity)?;
                     }

@@ -80,6 +80,8 @@ mod view;
 mod testlog;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) use tests::bad_keys;
 
 pub use policy::{
     CommodityPolicy, PgsPolicy, Policy, PolicyError, YieldBounds, DEFAULT_CLOCK_SKEW_MS,

@@ -1218,3 +1218,123 @@ fn a_log_whose_clock_runs_backwards_or_repeats_itself_fails() {
     // The copy is not the leaf at index 1.
     assert_fails(&report, Problem::NotInLog, Some(1));
 }
+
+// A bad key is refused wherever it appears, not only the first time: keys that pass are
+// remembered (`KnownKeys`), keys that fail never are.
+pub(crate) mod bad_keys {
+    use super::super::testlog::{key, Knobs, Scenario, T0};
+    use super::*;
+    use crate::envelope::PAYLOAD_TYPE;
+    use crate::proto::statement::Body;
+    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+    use curve25519_dalek::scalar::Scalar;
+
+    pub(crate) const IDENTITY: [u8; 32] = {
+        let mut b = [0u8; 32];
+        b[0] = 1;
+        b
+    };
+    /// y = 2 is not the y of any curve point.
+    pub(crate) const NOT_A_POINT: [u8; 32] = {
+        let mut b = [0u8; 32];
+        b[0] = 2;
+        b
+    };
+
+    pub(crate) fn declaration_by(issuer: [u8; 32], n: u64) -> Vec<u8> {
+        crate::statement::encode(&proto::Statement {
+            issuer: issuer.to_vec(),
+            issued_at_ms: T0,
+            body: Some(Body::ParticipantDeclaration(
+                proto::ParticipantDeclaration {
+                    name: format!("declared {n}"),
+                    country: "HN".into(),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        })
+    }
+
+    /// A "signature" by the identity key that ZIP 215 accepts: R = sB.
+    pub(crate) fn forged_by_weak_key(n: u64) -> proto::Envelope {
+        let s = Scalar::from(1000 + n);
+        let mut sig = (ED25519_BASEPOINT_POINT * s).compress().to_bytes().to_vec();
+        sig.extend_from_slice(s.as_bytes());
+        proto::Envelope {
+            payload: declaration_by(IDENTITY, n),
+            payload_type: PAYLOAD_TYPE.into(),
+            signatures: vec![proto::Signature {
+                public_key: IDENTITY.to_vec(),
+                sig,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_weak_forgery_is_zip215_valid_so_only_the_key_check_stops_it() {
+        let mut known = crate::envelope::KnownKeys::default();
+        assert!(crate::envelope::Envelope::decode_with(forged_by_weak_key(1), &mut known).is_err());
+        assert!(crate::envelope::Envelope::decode_with(forged_by_weak_key(2), &mut known).is_err());
+        // Straight to zebra: the signature itself verifies.
+        let e = forged_by_weak_key(3);
+        let msg = crate::envelope::pae(PAYLOAD_TYPE, &e.payload);
+        let vk = ed25519_zebra::VerificationKey::try_from(IDENTITY).unwrap();
+        let sig: [u8; 64] = e.signatures[0].sig.clone().try_into().unwrap();
+        assert!(vk
+            .verify(&ed25519_zebra::Signature::from_bytes(&sig), &msg)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_bad_key_is_refused_each_time_it_appears_in_a_bundle() {
+        let mut s = Scenario::build(Knobs::default());
+        let good = key(2);
+        let mut at = Vec::new();
+        // Twice: a weak signer key, a signer key not on the curve, a weak issuer.
+        for n in 0..2u64 {
+            at.push(s.log.append_envelope(forged_by_weak_key(n)));
+            let mut off = crate::envelope::sign(declaration_by(NOT_A_POINT, 10 + n), &[&good]);
+            off.signatures[0].public_key = NOT_A_POINT.to_vec();
+            at.push(s.log.append_envelope(off));
+            at.push(s.log.append_envelope(crate::envelope::sign(
+                declaration_by(IDENTITY, 20 + n),
+                &[&good],
+            )));
+        }
+        // An R that is not a point, on a key already seen valid: batch fails, one-by-one names it.
+        let mut bad_r = crate::envelope::sign(
+            declaration_by(pk(&good).as_bytes().to_owned(), 30),
+            &[&good],
+        );
+        bad_r.signatures[0].sig[..32].copy_from_slice(&NOT_A_POINT);
+        at.push(s.log.append_envelope(bad_r));
+        let report = verify_bundle(&s.bundle(), &s.policy());
+        let idx: Vec<u64> = at.iter().map(|id| s.log.index_of(*id)).collect();
+        let expect = [
+            (Problem::EnvelopeMalformed, "small order"),
+            (Problem::EnvelopeMalformed, "not a curve point"),
+            (Problem::StatementMalformed, "small order"),
+        ];
+        for (i, index) in idx[..6].iter().enumerate() {
+            let (problem, text) = expect[i % 3];
+            let f = assert_fails(&report, problem, Some(*index));
+            assert!(f.message.contains(text), "entry {index}: {}", f.message);
+        }
+        let f = assert_fails(&report, Problem::BadSignature, Some(idx[6]));
+        assert!(
+            f.message.contains("its R is not a curve point"),
+            "{}",
+            f.message
+        );
+        assert_only(
+            &report,
+            &[
+                Problem::EnvelopeMalformed,
+                Problem::StatementMalformed,
+                Problem::BadSignature,
+            ],
+        );
+        assert_eq!(report.failures().count(), 7, "{}", render_text(&report));
+    }
+}
