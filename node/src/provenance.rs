@@ -208,6 +208,12 @@ impl Provenance {
         self.build(subject, &self.store.snapshot())
     }
 
+    /// The bundle kept for `subject` against the latest checkpoint, if any (no build).
+    pub fn kept(&self, subject: &Subject) -> Option<proto::ProvenanceBundle> {
+        let size = self.store.snapshot().size;
+        self.cached(subject, size).map(|bundle| (*bundle).clone())
+    }
+
     /// The bundle already built for `subject` against the checkpoint of `size`, if any.
     fn cached(&self, subject: &Subject, size: u64) -> Option<Arc<proto::ProvenanceBundle>> {
         let cache = self.bundles.lock().ok()?;
@@ -546,6 +552,14 @@ impl ProvenanceService for ProvenanceRpc {
                 ))
             }
         };
+        // A bundle kept for the current checkpoint is a lookup and a copy: answered here,
+        // without handing the request to another thread; only a build goes to the blocking
+        // pool.
+        if let Some(bundle) = self.0.kept(&subject) {
+            return Ok(Response::new(proto::GetProvenanceResponse {
+                bundle: Some(bundle),
+            }));
+        }
         let p = self.0.clone();
         let bundle = blocking(move || p.bundle(&subject)).await?;
         Ok(Response::new(proto::GetProvenanceResponse {
