@@ -320,11 +320,8 @@ pub fn price_per_unit(price: &proto::Price) -> Option<(u128, &'static str)> {
 /// A price per kilogram (or litre, or piece) for people: "USD 3.97/kg", rounded down to the
 /// minor unit.
 pub fn format_price(price: &proto::Price) -> String {
-    let Some(per) = &price.per else {
+    if price.per.is_none() {
         return format!("{} (no quantity)", price.currency);
-    };
-    if per.amount == 0 {
-        return format!("{} (per nothing)", price.currency);
     }
     match price_per_unit(price) {
         Some((minor, symbol)) => format!("{}/{symbol}", format_money(&price.currency, minor)),
