@@ -127,7 +127,7 @@ async fn the_consumer_page_speaks_english_and_spanish() {
         "<span>Verificado</span>",
         "El recorrido",
         "Lo que se pagó a los agricultores",
-        "Pagado: <tspan font-weight=\"700\">USD 2,10/lb</tspan>",
+        "Pagado: <tspan font-weight=\"700\">2,10 USD/lb</tspan>",
         "certificado por productores pares",
         "Descargar el paquete de pruebas",
     ] {

@@ -6,7 +6,8 @@ use crate::util::http::DemoNode;
 
 /// Numbers are written as the reader's region writes them (CLDR), not only their language:
 /// Argentina "8.000 kg" and "USD 2,10/lb", Mexico "8,000 kg" and "USD 2.10/lb", `es` alone
-/// (Spain) "8000 kg" but "18.000 kg"; `?lang=` says the same, and the JSON view never changes.
+/// (Spain) "8000 kg" but "18.000 kg", and "2,10 USD/lb"; `?lang=` says the same, and the JSON
+/// view never changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_page_writes_numbers_as_the_readers_region_does() {
     let demo = DemoNode::start().await;
@@ -58,10 +59,17 @@ async fn the_consumer_page_writes_numbers_as_the_readers_region_does() {
     );
     assert_ne!(ar.header("etag"), mx.header("etag"));
 
-    // 3. `es` alone, and a region CLDR does not know, write as Spain: four digits ungrouped.
+    // 3. `es` alone, and a region CLDR does not know, write as Spain: four digits ungrouped,
+    //    the currency after the amount.
     let es = by_header("es").await;
     let text = page(&es);
-    for expected in ["18.000 kg coffee", "8000 kg coffee", "USD 7936,64 de prima"] {
+    for expected in [
+        "18.000 kg coffee",
+        "8000 kg coffee",
+        "7936,64 USD de prima",
+        "<dt>Precio</dt><dd>2,45 USD/lb</dd>",
+        "Pagado: <tspan font-weight=\"700\">2,10 USD/lb</tspan>",
+    ] {
         assert!(text.contains(expected), "the es page lacks {expected:?}");
     }
     assert_eq!(by_header("es-ZZ").await.body, es.body);

@@ -4,7 +4,9 @@
 //! "1.234,5" in Argentina, "1234,5" but "12.345,6" in Spain (and for `es` with no region or
 //! a region CLDR does not know). What a number is (kg or g, per lb or per kg, the rounding)
 //! is decided by the client's `units`, as in the report's texts; only its writing is decided
-//! here. The JSON view and the CLI keep the report's own texts.
+//! here, and so is where the currency goes: before the amount in English and in Latin
+//! America ("USD 2.10"), after it in Spain ("2,10 USD"). The JSON view and the CLI keep the
+//! report's own texts.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -25,6 +27,8 @@ pub struct Numbers {
     /// root locale, where every locale falls back) rules out; numbers are then written plainly
     /// ("1234.5") rather than the page failing.
     formatter: Option<DecimalFormatter>,
+    /// The currency code after the amount ([`currency_after`]).
+    currency_after: bool,
     style: NumberStyle,
 }
 
@@ -74,18 +78,24 @@ impl Numbers {
         let mut numbers = Numbers {
             lang: locale.lang,
             formatter,
+            currency_after: currency_after(locale),
             style: NumberStyle(String::new()),
         };
         // INVARIANT: these samples show everything the formatter varies for the numbers the
         // pages write (never negative): its digits, both separators, the sizes of the first
         // and later groups (1,234,567 or 12,34,567), and from how many digits it groups (1234
-        // or 1,234; 12345 or 12,345). With the language (which places the percent sign),
-        // they are the whole style.
+        // or 1,234; 12345 or 12,345). With the language (which places the percent sign)
+        // and the currency's place, they are the whole style.
         let mut style = String::from(locale.lang.code());
         for (units, decimals) in [(123_456_789, 2), (1234, 0), (12_345, 0)] {
             style.push(' ');
             style.push_str(&numbers.number(Decimal { units, decimals }));
         }
+        style.push_str(if numbers.currency_after {
+            " 1 ¤"
+        } else {
+            " ¤ 1"
+        });
         numbers.style = NumberStyle(style);
         numbers
     }
@@ -116,14 +126,26 @@ impl Numbers {
         format!("{} {unit}", self.number(n))
     }
 
-    /// Money: "USD 51,584.02", "USD 51.584,02".
+    /// Money: "USD 51,584.02" in English, "USD 51.584,02" in Argentina, "51.584,02 USD" in
+    /// Spain.
     pub fn money(&self, currency: &str, minor: u128) -> String {
-        format!("{currency} {}", self.number(units::money(currency, minor)))
+        self.with_currency(currency, self.number(units::money(currency, minor)))
     }
 
-    /// Money per unit: "USD 1.95/lb", "USD 1,95/lb".
+    /// Money per unit: "USD 1.95/lb", "USD 1,95/lb", "1,95 USD/lb".
     pub fn price(&self, currency: &str, (amount, per): (Decimal, &str)) -> String {
-        format!("{currency} {}/{per}", self.number(amount))
+        format!(
+            "{}/{per}",
+            self.with_currency(currency, self.number(amount))
+        )
+    }
+
+    fn with_currency(&self, currency: &str, amount: String) -> String {
+        if self.currency_after {
+            format!("{amount} {currency}")
+        } else {
+            format!("{currency} {amount}")
+        }
     }
 
     /// A yield given per mille, as a percentage: "84%" or "84.5%" in English, "84 %" or
@@ -144,6 +166,25 @@ impl Numbers {
             Lang::En => format!("{}%", self.number(n)),
             Lang::Es => format!("{}\u{a0}%", self.number(n)),
         }
+    }
+}
+
+/// Whether CLDR writes the currency after the amount for `locale`: its `es` pattern is
+/// `#,##0.00 ¤`, kept by Spain and the other regions that inherit from `es` (and by a region
+/// CLDR does not know, which falls back to `es`); `es-419` (Latin America) and the regions
+/// that inherit from it have `¤#,##0.00` or `¤ #,##0.00`; English has `¤#,##0.00`. The
+/// currency is written as its ISO code, set off by a space (CLDR's currency spacing).
+fn currency_after(locale: Locale) -> bool {
+    /// `es-419` and its regions (CLDR's parentLocales).
+    const LATIN_AMERICA: [&str; 23] = [
+        "419", "AR", "BO", "BR", "BZ", "CL", "CO", "CR", "CU", "DO", "EC", "GT", "HN", "MX", "NI",
+        "PA", "PE", "PR", "PY", "SV", "US", "UY", "VE",
+    ];
+    match locale.lang {
+        Lang::En => false,
+        Lang::Es => !locale
+            .region
+            .is_some_and(|r| LATIN_AMERICA.contains(&r.as_str())),
     }
 }
 
@@ -215,24 +256,55 @@ mod tests {
         );
         // Two decimals, trailing zero kept.
         assert_eq!(en.money("USD", 5_158_402), "USD 51,584.02");
-        assert_eq!(es.money("USD", 5_158_402), "USD 51.584,02");
+        assert_eq!(es.money("USD", 5_158_402), "51.584,02 USD");
         assert_eq!(ar.money("USD", 123_450), "USD 1.234,50");
-        assert_eq!(es.money("USD", 123_450), "USD 1234,50");
+        assert_eq!(es.money("USD", 123_450), "1234,50 USD");
         assert_eq!(mx.money("USD", 123_450), "USD 1,234.50");
         assert_eq!(ar.money("EUR", 180), "EUR 1,80");
         // Zero decimals.
         assert_eq!(en.money("JPY", 1_234_567), "JPY 1,234,567");
         assert_eq!(ar.money("PYG", 1_234_567), "PYG 1.234.567");
-        assert_eq!(es.money("CLP", 1234), "CLP 1234");
+        assert_eq!(es.money("CLP", 1234), "1234 CLP");
         // Three decimals.
         assert_eq!(en.money("KWD", 1_234_500), "KWD 1,234.500");
         assert_eq!(ar.money("KWD", 1_234_500), "KWD 1.234,500");
         assert_eq!(mx.money("BHD", 12_345_678), "BHD 12,345.678");
-        assert_eq!(es.money("BHD", 12_345_678), "BHD 12.345,678");
+        assert_eq!(es.money("BHD", 12_345_678), "12.345,678 BHD");
         assert_eq!(
             ar.price("USD", (units::money("USD", 195), "lb")),
             "USD 1,95/lb"
         );
+        assert_eq!(
+            es.price("USD", (units::money("USD", 195), "lb")),
+            "1,95 USD/lb"
+        );
+    }
+
+    /// CLDR's currency patterns: after the amount for `es` and the regions that inherit from
+    /// it, before it for `es-419` and its regions and for English. Pages of locales that
+    /// differ only there are not shared.
+    #[test]
+    fn the_currency_goes_where_cldr_puts_it() {
+        let price = (units::money("EUR", 1490), "kg");
+        for tag in [
+            "es", "es-ES", "es-GQ", "es-IC", "es-EA", "es-PH", "es-ZZ", "es-001",
+        ] {
+            assert!(
+                numbers(tag).price("EUR", price).ends_with(" EUR/kg"),
+                "{tag}"
+            );
+        }
+        for tag in [
+            "es-419", "es-AR", "es-MX", "es-US", "es-CO", "es-BO", "es-PE", "es-VE", "es-CR", "en",
+            "en-GB",
+        ] {
+            assert!(
+                numbers(tag).price("EUR", price).starts_with("EUR "),
+                "{tag}"
+            );
+        }
+        assert_ne!(numbers("es-ES").style(), numbers("es-AR").style());
+        assert_eq!(numbers("es-ES").style(), numbers("es").style());
     }
 
     #[test]
