@@ -6,8 +6,8 @@ use crate::util::http::DemoNode;
 
 /// Numbers are written as the reader's region writes them (CLDR), not only their language:
 /// Argentina "8.000 kg" and "USD 2,10/lb", Mexico "8,000 kg" and "USD 2.10/lb", `es` alone
-/// (Spain) "8000 kg" but "18.000 kg", and "2,10 USD/lb"; `?lang=` says the same, and the JSON
-/// view never changes.
+/// (Spain) "8000 kg" but "18.000 kg", and "2,10 USD/lb" (the spaces no-break ones); English in
+/// Germany "83.334,73 USD"; `?lang=` says the same, and the JSON view never changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_page_writes_numbers_as_the_readers_region_does() {
     let demo = DemoNode::start().await;
@@ -22,18 +22,22 @@ async fn the_consumer_page_writes_numbers_as_the_readers_region_does() {
         "18.000 kg coffee",
         "8.000 kg coffee",
         "confirmó haber recibido 12.000 kg el",
-        "<dt>Precio</dt><dd>USD 2,45/lb</dd>",
-        "<dt>Precio</dt><dd>EUR 14,90/kg</dd>",
-        "Pagado: <tspan font-weight=\"700\">USD 2,10/lb</tspan>",
-        "Mínimo: <tspan font-weight=\"700\">USD 1,80/lb</tspan>",
-        "En total: USD 83.334,73 a los agricultores, más USD 7.936,64 de prima.",
+        "<dt>Precio</dt><dd>USD\u{a0}2,45/lb</dd>",
+        "<dt>Precio</dt><dd>EUR\u{a0}14,90/kg</dd>",
+        "Pagado: <tspan font-weight=\"700\">USD\u{a0}2,10/lb</tspan>",
+        "Mínimo: <tspan font-weight=\"700\">USD\u{a0}1,80/lb</tspan>",
+        "En total: USD\u{a0}83.334,73 a los agricultores, más USD\u{a0}7.936,64 de prima.",
         "<dd>84\u{a0}%</dd>",
         "href=\"?lang=en\"",
     ] {
         assert!(text.contains(expected), "the es-AR page lacks {expected:?}");
     }
     // (The verifier's own messages, folded away and marked English, stay as written.)
-    for english in ["<dd>18,000 kg", "USD 2.10/lb</tspan>", "USD 83,334.73"] {
+    for english in [
+        "<dd>18,000 kg",
+        "USD\u{a0}2.10/lb</tspan>",
+        "USD\u{a0}83,334.73",
+    ] {
         assert!(!text.contains(english), "the es-AR page says {english:?}");
     }
 
@@ -44,17 +48,17 @@ async fn the_consumer_page_writes_numbers_as_the_readers_region_does() {
         "18,000 kg coffee",
         "8,000 kg coffee",
         "confirmó haber recibido 12,000 kg el",
-        "<dt>Precio</dt><dd>USD 2.45/lb</dd>",
-        "<dt>Precio</dt><dd>EUR 14.90/kg</dd>",
-        "Pagado: <tspan font-weight=\"700\">USD 2.10/lb</tspan>",
-        "En total: USD 83,334.73 a los agricultores, más USD 7,936.64 de prima.",
+        "<dt>Precio</dt><dd>USD\u{a0}2.45/lb</dd>",
+        "<dt>Precio</dt><dd>EUR\u{a0}14.90/kg</dd>",
+        "Pagado: <tspan font-weight=\"700\">USD\u{a0}2.10/lb</tspan>",
+        "En total: USD\u{a0}83,334.73 a los agricultores, más USD\u{a0}7,936.64 de prima.",
         "<dd>84\u{a0}%</dd>",
         "Firmado por",
     ] {
         assert!(text.contains(expected), "the es-MX page lacks {expected:?}");
     }
     assert!(
-        !text.contains("USD 2,10/lb"),
+        !text.contains("USD\u{a0}2,10/lb"),
         "the es-MX page has a decimal comma"
     );
     assert_ne!(ar.header("etag"), mx.header("etag"));
@@ -66,9 +70,9 @@ async fn the_consumer_page_writes_numbers_as_the_readers_region_does() {
     for expected in [
         "18.000 kg coffee",
         "8000 kg coffee",
-        "7936,64 USD de prima",
-        "<dt>Precio</dt><dd>2,45 USD/lb</dd>",
-        "Pagado: <tspan font-weight=\"700\">2,10 USD/lb</tspan>",
+        "7936,64\u{a0}USD de prima",
+        "<dt>Precio</dt><dd>2,45\u{a0}USD/lb</dd>",
+        "Pagado: <tspan font-weight=\"700\">2,10\u{a0}USD/lb</tspan>",
     ] {
         assert!(text.contains(expected), "the es page lacks {expected:?}");
     }
@@ -92,10 +96,21 @@ async fn the_consumer_page_writes_numbers_as_the_readers_region_does() {
     let en = page(&by_header("en-US").await);
     for expected in [
         "18,000 kg coffee",
-        "In all: USD 83,334.73 to the farmers",
+        "In all: USD\u{a0}83,334.73 to the farmers",
         "<dd>84%</dd>",
     ] {
         assert!(en.contains(expected), "the English page lacks {expected:?}");
+    }
+    let en_de = page(&by_header("en-DE,en;q=0.8").await);
+    assert!(en_de.starts_with("<!doctype html><html lang=\"en\">"));
+    for expected in [
+        "18.000 kg coffee",
+        "In all: 83.334,73\u{a0}USD to the farmers",
+    ] {
+        assert!(
+            en_de.contains(expected),
+            "the en-DE page lacks {expected:?}"
+        );
     }
     let report = async |tag: &str| {
         let headers = [("Accept", "application/json"), ("Accept-Language", tag)];

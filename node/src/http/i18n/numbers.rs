@@ -4,8 +4,9 @@
 //! "1.234,5" in Argentina, "1234,5" but "12.345,6" in Spain (and for `es` with no region or
 //! a region CLDR does not know). What a number is (kg or g, per lb or per kg, the rounding)
 //! is decided by the client's `units`, as in the report's texts; only its writing is decided
-//! here, and so is where the currency goes: before the amount in English and in Latin
-//! America ("USD 2.10"), after it in Spain ("2,10 USD"). The JSON view and the CLI keep the
+//! here, and so is where the currency goes: before the amount in Latin America and most of
+//! the English-speaking world ("USD 2.10"), after it in Spain and in English for much of
+//! Europe ("2,10 USD"). The JSON view and the CLI keep the
 //! report's own texts.
 
 use std::collections::HashMap;
@@ -16,7 +17,8 @@ use fairtrail_client::verify::QuantityView;
 use icu_decimal::input;
 use icu_decimal::{DecimalFormatter, DecimalFormatterPreferences};
 use icu_locale_core::subtags::{language, Language};
-use icu_locale_core::LanguageIdentifier;
+use icu_locale_core::{DataLocale, LanguageIdentifier};
+use icu_locale_fallback::{LocaleFallbackConfig, LocaleFallbacker};
 
 use super::{Lang, Locale};
 
@@ -78,7 +80,7 @@ impl Numbers {
         let mut numbers = Numbers {
             lang: locale.lang,
             formatter,
-            currency_after: currency_after(locale),
+            currency_after: currency_after(&id, locale.lang),
             style: NumberStyle(String::new()),
         };
         // INVARIANT: these samples show everything the formatter varies for the numbers the
@@ -140,11 +142,13 @@ impl Numbers {
         )
     }
 
+    /// The amount with its currency code, set off by a no-break space (CLDR's currency
+    /// spacing), on the side CLDR puts it.
     fn with_currency(&self, currency: &str, amount: String) -> String {
         if self.currency_after {
-            format!("{amount} {currency}")
+            format!("{amount}\u{a0}{currency}")
         } else {
-            format!("{currency} {amount}")
+            format!("{currency}\u{a0}{amount}")
         }
     }
 
@@ -169,22 +173,44 @@ impl Numbers {
     }
 }
 
-/// Whether CLDR writes the currency after the amount for `locale`: its `es` pattern is
-/// `#,##0.00 ¤`, kept by Spain and the other regions that inherit from `es` (and by a region
-/// CLDR does not know, which falls back to `es`); `es-419` (Latin America) and the regions
-/// that inherit from it have `¤#,##0.00` or `¤ #,##0.00`; English has `¤#,##0.00`. The
-/// currency is written as its ISO code, set off by a space (CLDR's currency spacing).
-fn currency_after(locale: Locale) -> bool {
-    /// `es-419` and its regions (CLDR's parentLocales).
-    const LATIN_AMERICA: [&str; 23] = [
-        "419", "AR", "BO", "BR", "BZ", "CL", "CO", "CR", "CU", "DO", "EC", "GT", "HN", "MX", "NI",
-        "PA", "PE", "PR", "PY", "SV", "US", "UY", "VE",
-    ];
-    match locale.lang {
+/// The locales whose CLDR currency pattern puts the currency on the other side of the amount
+/// from the locale they inherit from (`true`: after it), for a currency written as letters
+/// (`standard-alphaNextToNumber`; CLDR 48, the data of ICU4X 2.4): `en` writes `¤ #,##0.00`
+/// and so does every English region but `en-150` ("English, Europe") and its children, which
+/// write `#,##0.00 ¤`, all but Austria, Switzerland and the Netherlands; `es` writes
+/// `#,##0.00 ¤` and so do Spain and its other regions but `es-419` (Latin America, and the
+/// regions that inherit from it) and Equatorial Guinea, which write `¤ #,##0.00`.
+const CURRENCY_SIDES: [(&str, bool); 6] = [
+    ("en-150", true),
+    ("en-AT", false),
+    ("en-CH", false),
+    ("en-NL", false),
+    ("es-419", false),
+    ("es-GQ", false),
+];
+
+/// Whether CLDR writes the currency after the amount for `id`: the first locale of its
+/// fallback chain (ICU4X's, from CLDR's parent locales: `es-AR`, `es-419`, `es`) that
+/// [`CURRENCY_SIDES`] names decides, else the language's own pattern.
+fn currency_after(id: &LanguageIdentifier, lang: Lang) -> bool {
+    let fallbacker = LocaleFallbacker::new().for_config(LocaleFallbackConfig::default());
+    let mut chain = fallbacker.fallback_for(DataLocale::from(id));
+    // A chain is a few steps long (region, parent regions, language, `und`); the bound only
+    // makes sure a surprise in the data cannot loop.
+    for _ in 0..16 {
+        let here = chain.get();
+        if *here == DataLocale::default() {
+            break;
+        }
+        let tag = here.to_string();
+        if let Some(&(_, after)) = CURRENCY_SIDES.iter().find(|(t, _)| *t == tag) {
+            return after;
+        }
+        chain.step();
+    }
+    match lang {
         Lang::En => false,
-        Lang::Es => !locale
-            .region
-            .is_some_and(|r| LATIN_AMERICA.contains(&r.as_str())),
+        Lang::Es => true,
     }
 }
 
@@ -255,52 +281,58 @@ mod tests {
             numbers("es-MX"),
         );
         // Two decimals, trailing zero kept.
-        assert_eq!(en.money("USD", 5_158_402), "USD 51,584.02");
-        assert_eq!(es.money("USD", 5_158_402), "51.584,02 USD");
-        assert_eq!(ar.money("USD", 123_450), "USD 1.234,50");
-        assert_eq!(es.money("USD", 123_450), "1234,50 USD");
-        assert_eq!(mx.money("USD", 123_450), "USD 1,234.50");
-        assert_eq!(ar.money("EUR", 180), "EUR 1,80");
+        assert_eq!(en.money("USD", 5_158_402), "USD\u{a0}51,584.02");
+        assert_eq!(es.money("USD", 5_158_402), "51.584,02\u{a0}USD");
+        assert_eq!(ar.money("USD", 123_450), "USD\u{a0}1.234,50");
+        assert_eq!(es.money("USD", 123_450), "1234,50\u{a0}USD");
+        assert_eq!(mx.money("USD", 123_450), "USD\u{a0}1,234.50");
+        assert_eq!(ar.money("EUR", 180), "EUR\u{a0}1,80");
         // Zero decimals.
-        assert_eq!(en.money("JPY", 1_234_567), "JPY 1,234,567");
-        assert_eq!(ar.money("PYG", 1_234_567), "PYG 1.234.567");
-        assert_eq!(es.money("CLP", 1234), "1234 CLP");
+        assert_eq!(en.money("JPY", 1_234_567), "JPY\u{a0}1,234,567");
+        assert_eq!(ar.money("PYG", 1_234_567), "PYG\u{a0}1.234.567");
+        assert_eq!(es.money("CLP", 1234), "1234\u{a0}CLP");
         // Three decimals.
-        assert_eq!(en.money("KWD", 1_234_500), "KWD 1,234.500");
-        assert_eq!(ar.money("KWD", 1_234_500), "KWD 1.234,500");
-        assert_eq!(mx.money("BHD", 12_345_678), "BHD 12,345.678");
-        assert_eq!(es.money("BHD", 12_345_678), "12.345,678 BHD");
+        assert_eq!(en.money("KWD", 1_234_500), "KWD\u{a0}1,234.500");
+        assert_eq!(ar.money("KWD", 1_234_500), "KWD\u{a0}1.234,500");
+        assert_eq!(mx.money("BHD", 12_345_678), "BHD\u{a0}12,345.678");
+        assert_eq!(es.money("BHD", 12_345_678), "12.345,678\u{a0}BHD");
         assert_eq!(
             ar.price("USD", (units::money("USD", 195), "lb")),
-            "USD 1,95/lb"
+            "USD\u{a0}1,95/lb"
         );
         assert_eq!(
             es.price("USD", (units::money("USD", 195), "lb")),
-            "1,95 USD/lb"
+            "1,95\u{a0}USD/lb"
         );
     }
 
-    /// CLDR's currency patterns: after the amount for `es` and the regions that inherit from
-    /// it, before it for `es-419` and its regions and for English. Pages of locales that
-    /// differ only there are not shared.
+    /// CLDR's currency patterns (CLDR 48): after the amount for `es`, Spain and the regions
+    /// that inherit from `es` (but Equatorial Guinea), and for English in much of Europe
+    /// (`en-150` and its children but Austria, Switzerland and the Netherlands); before it for
+    /// `es-419` and its regions (Japan's Spanish among them), and for English elsewhere. Pages
+    /// of locales that differ only there are not shared.
     #[test]
     fn the_currency_goes_where_cldr_puts_it() {
         let price = (units::money("EUR", 1490), "kg");
         for tag in [
-            "es", "es-ES", "es-GQ", "es-IC", "es-EA", "es-PH", "es-ZZ", "es-001",
+            "es", "es-ES", "es-IC", "es-EA", "es-PH", "es-ZZ", "es-001", "en-150", "en-DE",
+            "en-FR", "en-SE", "en-BE", "en-PL",
         ] {
             assert!(
-                numbers(tag).price("EUR", price).ends_with(" EUR/kg"),
-                "{tag}"
+                numbers(tag).price("EUR", price).ends_with("\u{a0}EUR/kg"),
+                "{tag}: {}",
+                numbers(tag).price("EUR", price)
             );
         }
         for tag in [
-            "es-419", "es-AR", "es-MX", "es-US", "es-CO", "es-BO", "es-PE", "es-VE", "es-CR", "en",
-            "en-GB",
+            "es-419", "es-AR", "es-MX", "es-US", "es-CO", "es-BO", "es-PE", "es-VE", "es-CR",
+            "es-GQ", "es-JP", "en", "en-US", "en-GB", "en-IE", "en-AT", "en-CH", "en-NL", "en-IN",
+            "en-ZZ",
         ] {
             assert!(
-                numbers(tag).price("EUR", price).starts_with("EUR "),
-                "{tag}"
+                numbers(tag).price("EUR", price).starts_with("EUR\u{a0}"),
+                "{tag}: {}",
+                numbers(tag).price("EUR", price)
             );
         }
         assert_ne!(numbers("es-ES").style(), numbers("es-AR").style());
