@@ -102,6 +102,10 @@ struct BundleCache {
 /// cannot grow memory without end (about 16 KB a 10-step chain: 16 MB at most).
 const BUNDLES_KEPT: usize = 1024;
 
+/// The most entries of a kept bundle copied for an answer on the request's task (a 10-step
+/// chain's has 18); a larger one is copied on the blocking pool.
+const COPIED_INLINE: usize = 256;
+
 /// A bundle in the making: the entries to include, and the work still to do.
 struct Walk<'a> {
     p: &'a Provenance,
@@ -184,18 +188,23 @@ impl Provenance {
             return Ok((*bundle).clone());
         }
         let bundle = self.build(subject, &snapshot)?;
-        if let Ok(mut cache) = self.bundles.lock() {
-            if cache.size != snapshot.size {
-                cache.bundles.clear();
+        // The copy is made, and the bundles of an older checkpoint are freed, outside the
+        // lock, which request tasks take to look a bundle up ([`Provenance::kept`]).
+        let kept = Arc::new(bundle.clone());
+        let _dropped = match self.bundles.lock() {
+            Ok(mut cache) => {
+                let dropped = if cache.size != snapshot.size || cache.bundles.len() >= BUNDLES_KEPT
+                {
+                    std::mem::take(&mut cache.bundles)
+                } else {
+                    HashMap::new()
+                };
                 cache.size = snapshot.size;
+                cache.bundles.insert(subject.clone(), kept);
+                dropped
             }
-            if cache.bundles.len() >= BUNDLES_KEPT {
-                cache.bundles.clear();
-            }
-            cache
-                .bundles
-                .insert(subject.clone(), Arc::new(bundle.clone()));
-        }
+            Err(_) => HashMap::new(),
+        };
         Ok(bundle)
     }
 
@@ -209,9 +218,8 @@ impl Provenance {
     }
 
     /// The bundle kept for `subject` against the latest checkpoint, if any (no build).
-    pub fn kept(&self, subject: &Subject) -> Option<proto::ProvenanceBundle> {
-        let size = self.store.snapshot().size;
-        self.cached(subject, size).map(|bundle| (*bundle).clone())
+    pub fn kept(&self, subject: &Subject) -> Option<Arc<proto::ProvenanceBundle>> {
+        self.cached(subject, self.store.snapshot().size)
     }
 
     /// The bundle already built for `subject` against the checkpoint of `size`, if any.
@@ -552,16 +560,17 @@ impl ProvenanceService for ProvenanceRpc {
                 ))
             }
         };
-        // A bundle kept for the current checkpoint is a lookup and a copy: answered here,
-        // without handing the request to another thread; only a build goes to the blocking
-        // pool.
-        if let Some(bundle) = self.0.kept(&subject) {
-            return Ok(Response::new(proto::GetProvenanceResponse {
-                bundle: Some(bundle),
-            }));
-        }
-        let p = self.0.clone();
-        let bundle = blocking(move || p.bundle(&subject)).await?;
+        // A small bundle kept for the current checkpoint is a lookup and a short copy:
+        // answered here, without handing the request to another thread. A build, or the copy
+        // of a large bundle, goes to the blocking pool.
+        let bundle = match self.0.kept(&subject) {
+            Some(kept) if kept.entries.len() <= COPIED_INLINE => (*kept).clone(),
+            Some(kept) => blocking(move || Ok((*kept).clone())).await?,
+            None => {
+                let p = self.0.clone();
+                blocking(move || p.bundle(&subject)).await?
+            }
+        };
         Ok(Response::new(proto::GetProvenanceResponse {
             bundle: Some(bundle),
         }))

@@ -77,6 +77,16 @@ async fn get_provenance_by_product_and_by_lot_proves_every_entry() {
         .into_inner()
         .bundle
         .unwrap();
+    // Asked again against the same checkpoint, it is answered from the bundle kept for it:
+    // the same bundle.
+    let again = p
+        .get_provenance(ask(Subject::Product(product.clone())))
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap();
+    assert_eq!(again, by_product);
     assert_eq!(
         by_product.subject,
         Some(proto::provenance_bundle::Subject::Product(product))
