@@ -399,6 +399,147 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     );
 }
 
+/// How long the clients load the node before the kills during recovery.
+const RECOVERY_LOAD_MS: u64 = 1500;
+/// Kills during the rebuild, when `FAIRTRAIL_CRASH_ROUNDS` is not set.
+const DEFAULT_RECOVERY_KILLS: usize = 8;
+
+/// Kills during recovery. With its indexes gone (statement ids, leaf hashes, ledger state),
+/// the node rebuilds them from the log when it starts, and is killed at random moments of that
+/// rebuild, again and again, each start taking up what the last left. The start that finally
+/// completes serves everything acknowledged before, with no gap and the signed root, and its
+/// indexes and ledger state agree with the log replayed by the client library.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_recovery_changes_nothing() {
+    let kills: usize = std::env::var("FAIRTRAIL_CRASH_ROUNDS")
+        .ok()
+        .map(|r| r.parse().expect("FAIRTRAIL_CRASH_ROUNDS is a number"))
+        .unwrap_or(DEFAULT_RECOVERY_KILLS);
+    let seed: u64 = std::env::var("FAIRTRAIL_CRASH_SEED")
+        .ok()
+        .map(|s| s.parse().expect("FAIRTRAIL_CRASH_SEED is a number"))
+        .unwrap_or_else(rand::random);
+    println!(
+        "recovery crash test: {kills} kills, seed {seed} (FAIRTRAIL_CRASH_SEED={seed} replays it)"
+    );
+    let mut rng = StdRng::seed_from_u64(seed);
+    crate::util::binaries();
+    let mut node = TestNode::start_with_args(
+        |_| {},
+        vec![
+            "--hash-run-entries".into(),
+            HASH_RUN_ENTRIES.to_string(),
+            "--state-run-kb".into(),
+            STATE_RUN_KB.to_string(),
+        ],
+    )
+    .await;
+    let log_key = node.verifier().await;
+
+    // 1. A log to recover: every client loads the node for a while, then a clean stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = JoinSet::new();
+    for number in 0..CLIENTS {
+        let producer = Producer {
+            number,
+            key: generate_signing_key(),
+            declared: false,
+            lots: 0,
+            unanswered: Vec::new(),
+        };
+        clients.spawn(load(producer, node.url(), log_key.clone(), stop.clone()));
+    }
+    tokio::time::sleep(Duration::from_millis(RECOVERY_LOAD_MS)).await;
+    stop.store(true, Ordering::Release);
+    let mut answers = Vec::new();
+    while let Some(joined) = timeout(CALL_TIMEOUT, clients.join_next())
+        .await
+        .expect("a client hangs")
+    {
+        let (producer, got) = joined.expect("a client panicked");
+        assert!(
+            producer.unanswered.is_empty(),
+            "a submission went unanswered by a running node"
+        );
+        answers.extend(got);
+    }
+    let mut acked = Acknowledged::default();
+    for answer in &answers {
+        acked.receipt(answer, &log_key);
+    }
+    node.stop().await;
+
+    // 2. How long a whole rebuild takes, start to first answer.
+    let forget_indexes = |data_dir: &std::path::Path| {
+        for name in ["index", "index-hashes", "index-state"] {
+            let path = data_dir.join(name);
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("cannot remove {}: {e}", path.display()),
+            }
+        }
+    };
+    forget_indexes(node.data_dir());
+    let started = Instant::now();
+    node.restart().await;
+    let whole = started.elapsed();
+    node.stop().await;
+
+    // 3. The rebuild again, killed at random moments; each start takes up what the one before
+    //    left. A start that got to serve before its kill finished the rebuild: the indexes are
+    //    removed again, so that the next start has one to be killed in.
+    forget_indexes(node.data_dir());
+    let mut during = 0;
+    for kill in 1..=kills {
+        let after = Duration::from_millis(rng.gen_range(0..whole.as_millis().max(1) as u64));
+        let recovering = node.start_and_kill_after(after).await;
+        during += usize::from(recovering);
+        if !recovering {
+            forget_indexes(node.data_dir());
+        }
+        println!(
+            "kill {kill}: after {} ms, {}",
+            after.as_millis(),
+            if recovering {
+                "while recovering"
+            } else {
+                "once serving (the indexes removed again)"
+            }
+        );
+    }
+    assert!(
+        during > 0,
+        "no kill landed during recovery (a whole rebuild took {} ms)",
+        whole.as_millis()
+    );
+
+    // 4. The start that completes, checked against everything acknowledged and the replay.
+    let recovery = Instant::now();
+    node.restart().await;
+    let recovery = recovery.elapsed();
+    let mut measured = Measured::default();
+    let size = check(
+        &node,
+        &log_key,
+        &mut acked,
+        &mut Seen::default(),
+        &answers,
+        true,
+        &mut rng,
+        &mut measured,
+    )
+    .await;
+    println!(
+        "recovery crash test: seed {seed}, a log of {size} entries ({} receipts); a whole rebuild {} ms; {during} of {kills} kills during recovery; the last start {} ms; {} index reads and {} lots compared with the replayed state",
+        acked.receipts,
+        whole.as_millis(),
+        recovery.as_millis(),
+        measured.index_reads,
+        measured.lots_compared,
+    );
+}
+
 /// The log as the test has read it so far. Each round reads only the entries added since, and
 /// one older bundle again: the signed root over the old and new leaves proves the old ones
 /// unchanged. The last round reads and replays everything again from scratch.

@@ -163,6 +163,26 @@ impl TestNode {
         self.stdout = None;
     }
 
+    /// Starts the node on its data directory and SIGKILLs it `after` later, whether it serves
+    /// by then or is still recovering. True when it was killed before it said it listens (a
+    /// crash during recovery).
+    pub async fn start_and_kill_after(&mut self, after: std::time::Duration) -> bool {
+        assert!(self.child.is_none(), "the node is running");
+        let mut child = command(&self.data_dir, &self.log_path, &self.args)
+            .spawn()
+            .expect("cannot start fairtrail-node");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+        tokio::time::sleep(after).await;
+        child.start_kill().expect("cannot send SIGKILL to the node");
+        wait(&mut child, "SIGKILL", &self.log_path).await;
+        // What it printed before it died: its listening line, or nothing.
+        let listened = matches!(
+            timeout(CALL_TIMEOUT, stdout.next_line()).await,
+            Ok(Ok(Some(line))) if line.starts_with(LISTENING)
+        );
+        !listened
+    }
+
     /// Starts the node again on the same data directory (stopping it gracefully first if it
     /// is running). It listens on a new port: take `url()` again.
     pub async fn restart(&mut self) {
@@ -200,8 +220,8 @@ struct Spawned {
     http: Option<SocketAddr>,
 }
 
-/// Spawns the node and reads the one line that says where it listens.
-async fn spawn(data_dir: &Path, log_path: &Path, args: &[String]) -> Spawned {
+/// The node's command line over `data_dir`, its log appended to `log_path`.
+fn command(data_dir: &Path, log_path: &Path, args: &[String]) -> Command {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -221,7 +241,14 @@ async fn spawn(data_dir: &Path, log_path: &Path, args: &[String]) -> Spawned {
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .kill_on_drop(true);
-    let mut child = command.spawn().expect("cannot start fairtrail-node");
+    command
+}
+
+/// Spawns the node and reads the one line that says where it listens.
+async fn spawn(data_dir: &Path, log_path: &Path, args: &[String]) -> Spawned {
+    let mut child = command(data_dir, log_path, args)
+        .spawn()
+        .expect("cannot start fairtrail-node");
     let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
     let line = match timeout(START_TIMEOUT, stdout.next_line()).await {
         Ok(Ok(Some(line))) => line,
