@@ -399,6 +399,80 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     );
 }
 
+/// A write the disk refuses (the next checkpoint's file is made `/dev/full`, which answers
+/// every write "no space left on device") stops the write path: the submission of that batch
+/// is answered UNAVAILABLE, never with a receipt, and the node exits with an error. Restarted
+/// on a writable disk, it serves the log as it was at its last checkpoint, without the
+/// refused statement, which is then logged when sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_the_disk_refuses_stops_the_node_and_acknowledges_nothing() {
+    let mut node = TestNode::start().await;
+    let log_key = node.verifier().await;
+    let key = generate_signing_key();
+    let mut client = node.client().await;
+    let mut before = Vec::new();
+    for envelope in [
+        declaration(&key, "producer on a full disk"),
+        harvest(&key, "lot 1"),
+    ] {
+        let answer = client.submit(envelope.clone()).await.expect("a receipt");
+        check_receipt(answer.receipt.as_ref().unwrap(), &envelope, &key, &log_key);
+        before.push(answer);
+    }
+    let size = checkpoint(&mut client, &log_key).await.checkpoint.size;
+
+    // The file the next checkpoint is written to becomes the full device.
+    let next = node.data_dir().join("log").join("checkpoint.tmp");
+    match std::fs::remove_file(&next) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("cannot remove {}: {e}", next.display()),
+    }
+    std::os::unix::fs::symlink("/dev/full", &next).expect("a symlink to /dev/full");
+    let refused = harvest(&key, "lot 2");
+    let error = client
+        .submit(refused.clone())
+        .await
+        .expect_err("a batch that could not be written is not acknowledged");
+    assert_eq!(error.code(), Some(Code::Unavailable), "{error}");
+    let status = node.exits().await;
+    assert!(!status.success(), "the node exited with {status}");
+    let log = node.log_text();
+    assert!(
+        log.contains("storage failure") && log.contains("No space left on device"),
+        "the node's log does not say what failed:\n{log}"
+    );
+
+    // On a writable disk again: the log as it was, without the refused statement.
+    std::fs::remove_file(&next).expect("the symlink removed");
+    node.restart().await;
+    let mut client = node.client().await;
+    let latest = checkpoint(&mut client, &log_key).await;
+    assert_eq!(latest.checkpoint.size, size, "the log changed size");
+    for answer in &before {
+        let receipt = answer.receipt.as_ref().unwrap();
+        let entry = client
+            .entry(Key::StatementId(receipt.statement_id.clone()))
+            .await
+            .expect("an acknowledged statement is in the log");
+        assert_eq!(entry.index, receipt.index);
+        assert_eq!(
+            leaf_hash(&entry.leaf).as_slice(),
+            receipt.leaf_hash.as_slice()
+        );
+    }
+    let id = StatementId::of_payload(&refused.payload);
+    let missing = client
+        .entry(Key::StatementId(id.as_bytes().to_vec()))
+        .await
+        .expect_err("the refused statement is not in the log");
+    assert_eq!(missing.code(), Some(Code::NotFound), "{missing}");
+    let answer = client.submit(refused.clone()).await.expect("logged now");
+    check_receipt(answer.receipt.as_ref().unwrap(), &refused, &key, &log_key);
+    assert!(!answer.existing);
+    assert_eq!(answer.receipt.unwrap().index, size);
+}
+
 /// How long the clients load the node before the kills during recovery.
 const RECOVERY_LOAD_MS: u64 = 1500;
 /// Kills during the rebuild, when `FAIRTRAIL_CRASH_ROUNDS` is not set.

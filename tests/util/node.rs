@@ -163,6 +163,14 @@ impl TestNode {
         self.stdout = None;
     }
 
+    /// Waits for the node to exit by itself (after a fatal error), and returns how it ended.
+    pub async fn exits(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the node is not running");
+        let status = wait(&mut child, "its fatal error", &self.log_path).await;
+        self.stdout = None;
+        status
+    }
+
     /// Starts the node on its data directory and SIGKILLs it `after` later, whether it serves
     /// by then or is still recovering. True when it was killed before it said it listens (a
     /// crash during recovery).
