@@ -82,6 +82,51 @@ impl Producer {
     }
 }
 
+/// One producer per client, none declared yet.
+fn producers() -> Vec<Producer> {
+    (0..CLIENTS)
+        .map(|number| Producer {
+            number,
+            key: generate_signing_key(),
+            declared: false,
+            lots: 0,
+            unanswered: Vec::new(),
+        })
+        .collect()
+}
+
+/// `FAIRTRAIL_CRASH_ROUNDS`, else `default`.
+fn rounds_or(default: usize) -> usize {
+    std::env::var("FAIRTRAIL_CRASH_ROUNDS")
+        .ok()
+        .map(|r| r.parse().expect("FAIRTRAIL_CRASH_ROUNDS is a number"))
+        .unwrap_or(default)
+}
+
+/// `FAIRTRAIL_CRASH_SEED`, else a random seed.
+fn seed() -> u64 {
+    std::env::var("FAIRTRAIL_CRASH_SEED")
+        .ok()
+        .map(|s| s.parse().expect("FAIRTRAIL_CRASH_SEED is a number"))
+        .unwrap_or_else(rand::random)
+}
+
+/// A node with small hash-index and state-store runs, so that kills land while runs are
+/// written and merged, and recovery reads runs and write-ahead logs back as well as replaying
+/// the log.
+async fn start_with_small_runs() -> TestNode {
+    TestNode::start_with_args(
+        |_| {},
+        vec![
+            "--hash-run-entries".into(),
+            HASH_RUN_ENTRIES.to_string(),
+            "--state-run-kb".into(),
+            STATE_RUN_KB.to_string(),
+        ],
+    )
+    .await
+}
+
 /// An error that a crash explains (the connection died, the node stopped), as opposed to a
 /// refusal of a valid statement.
 fn crash_related(code: Code) -> bool {
@@ -251,14 +296,8 @@ struct Measured {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_loses_nothing_acknowledged() {
-    let rounds: usize = std::env::var("FAIRTRAIL_CRASH_ROUNDS")
-        .ok()
-        .map(|r| r.parse().expect("FAIRTRAIL_CRASH_ROUNDS is a number"))
-        .unwrap_or(DEFAULT_ROUNDS);
-    let seed: u64 = std::env::var("FAIRTRAIL_CRASH_SEED")
-        .ok()
-        .map(|s| s.parse().expect("FAIRTRAIL_CRASH_SEED is a number"))
-        .unwrap_or_else(rand::random);
+    let rounds = rounds_or(DEFAULT_ROUNDS);
+    let seed = seed();
     println!("crash test: {rounds} rounds, seed {seed} (FAIRTRAIL_CRASH_SEED={seed} replays it)");
     let mut rng = StdRng::seed_from_u64(seed);
     // Timed from here: building the binaries is not the test.
@@ -266,28 +305,9 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     let started = Instant::now();
     let mut load_time = Duration::ZERO;
 
-    // Small hash-index and state-store runs, so that kills land while runs are written and
-    // merged, and recovery reads runs and write-ahead logs back as well as replaying the log.
-    let mut node = TestNode::start_with_args(
-        |_| {},
-        vec![
-            "--hash-run-entries".into(),
-            HASH_RUN_ENTRIES.to_string(),
-            "--state-run-kb".into(),
-            STATE_RUN_KB.to_string(),
-        ],
-    )
-    .await;
+    let mut node = start_with_small_runs().await;
     let log_key = node.verifier().await;
-    let mut producers: Vec<Producer> = (0..CLIENTS)
-        .map(|number| Producer {
-            number,
-            key: generate_signing_key(),
-            declared: false,
-            lots: 0,
-            unanswered: Vec::new(),
-        })
-        .collect();
+    let mut producers = producers();
     let mut acked = Acknowledged::default();
     let mut seen = Seen::default();
     let mut measured = Measured::default();
@@ -485,42 +505,20 @@ const DEFAULT_RECOVERY_KILLS: usize = 8;
 /// indexes and ledger state agree with the log replayed by the client library.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_recovery_changes_nothing() {
-    let kills: usize = std::env::var("FAIRTRAIL_CRASH_ROUNDS")
-        .ok()
-        .map(|r| r.parse().expect("FAIRTRAIL_CRASH_ROUNDS is a number"))
-        .unwrap_or(DEFAULT_RECOVERY_KILLS);
-    let seed: u64 = std::env::var("FAIRTRAIL_CRASH_SEED")
-        .ok()
-        .map(|s| s.parse().expect("FAIRTRAIL_CRASH_SEED is a number"))
-        .unwrap_or_else(rand::random);
+    let kills = rounds_or(DEFAULT_RECOVERY_KILLS);
+    let seed = seed();
     println!(
         "recovery crash test: {kills} kills, seed {seed} (FAIRTRAIL_CRASH_SEED={seed} replays it)"
     );
     let mut rng = StdRng::seed_from_u64(seed);
     crate::util::binaries();
-    let mut node = TestNode::start_with_args(
-        |_| {},
-        vec![
-            "--hash-run-entries".into(),
-            HASH_RUN_ENTRIES.to_string(),
-            "--state-run-kb".into(),
-            STATE_RUN_KB.to_string(),
-        ],
-    )
-    .await;
+    let mut node = start_with_small_runs().await;
     let log_key = node.verifier().await;
 
     // 1. A log to recover: every client loads the node for a while, then a clean stop.
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = JoinSet::new();
-    for number in 0..CLIENTS {
-        let producer = Producer {
-            number,
-            key: generate_signing_key(),
-            declared: false,
-            lots: 0,
-            unanswered: Vec::new(),
-        };
+    for producer in producers() {
         clients.spawn(load(producer, node.url(), log_key.clone(), stop.clone()));
     }
     tokio::time::sleep(Duration::from_millis(RECOVERY_LOAD_MS)).await;
