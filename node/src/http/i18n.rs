@@ -427,4 +427,24 @@ mod tests {
         assert_eq!(fill("a {} b {}", &["1", "2"]), "a 1 b 2");
         assert_eq!(fill("{}", &[]), "");
     }
+
+    proptest::proptest! {
+        /// Whatever a reader sends as `?lang=` and `Accept-Language`, a locale is chosen and
+        /// its numbers are written, never a panic.
+        #[test]
+        fn any_query_and_header_choose_a_locale_that_writes_numbers(
+            query in proptest::option::of("(en|es|EN|Es|x)?([-_][A-Za-z0-9]{0,5}){0,3}|.{0,12}"),
+            header in proptest::option::of("((en|es|fr|\\*|.{0,6})([-_][A-Za-z0-9]{0,4}){0,2}(;q=[0-9.e-]{0,6})?,?){0,4}|.{0,40}"),
+        ) {
+            let locale = Locale::choose(query.as_deref(), header.as_deref());
+            let numbers = super::numbers::Numbers::new(locale);
+            let price = (fairtrail_client::units::money("USD", 210), "lb");
+            let written = numbers.price("USD", price);
+            proptest::prop_assert!(written.contains("USD"), "{written}");
+            proptest::prop_assert_eq!(
+                super::numbers::Numbers::style_of(locale),
+                numbers.style().clone()
+            );
+        }
+    }
 }

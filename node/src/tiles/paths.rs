@@ -156,6 +156,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any text below `tile/` parses to a tile or to `None`, never a panic; a tile's own
+        /// path parses back to it.
+        #[test]
+        fn any_path_parses_or_is_refused(path in "[0-9a-z./x]{0,40}", any in ".{0,40}") {
+            let _ = parse(&path);
+            let _ = parse(&any);
+        }
+
+        #[test]
+        fn tile_paths_parse_back_to_their_tile(
+            level in proptest::option::of(0u8..64),
+            n in proptest::num::u64::ANY,
+            width in 1usize..=256,
+        ) {
+            let kind = level.map_or(TileKind::Entries, TileKind::Hashes);
+            let path = tile_path(Path::new("/"), kind, n, width);
+            let below = path.strip_prefix("/tile").expect("below tile/");
+            let text = below.to_str().expect("UTF-8");
+            proptest::prop_assert_eq!(parse(text), Some((kind, n, width)));
+        }
+    }
+
     #[test]
     fn tile_paths_follow_tlog_tiles() {
         let root = Path::new("/log");
