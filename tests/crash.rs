@@ -561,14 +561,18 @@ async fn sigkill_during_recovery_changes_nothing() {
     // 3. The rebuild again, killed at random moments; each start takes up what the one before
     //    left. A start that got to serve before its kill finished the rebuild: the indexes are
     //    removed again, so that the next start has one to be killed in.
+    //    The kills come at most as late as a whole start took, and earlier after a kill that
+    //    came too late (a start can be faster than the one measured).
     forget_indexes(node.data_dir());
     let mut during = 0;
+    let mut latest = whole.as_millis().max(2) as u64;
     for kill in 1..=kills {
-        let after = Duration::from_millis(rng.gen_range(0..whole.as_millis().max(1) as u64));
+        let after = Duration::from_millis(rng.gen_range(0..latest));
         let recovering = node.start_and_kill_after(after).await;
         during += usize::from(recovering);
         if !recovering {
             forget_indexes(node.data_dir());
+            latest = (latest / 2).max(2);
         }
         println!(
             "kill {kill}: after {} ms, {}",
