@@ -5,9 +5,10 @@ use super::{json, page};
 use crate::util::http::DemoNode;
 
 /// Numbers are written as the reader's region writes them (CLDR), not only their language:
-/// Argentina "8.000 kg" and "USD 2,10/lb", Mexico "8,000 kg" and "USD 2.10/lb", `es` alone
-/// (Spain) "8000 kg" but "18.000 kg", and "2,10 USD/lb" (the spaces no-break ones); English in
-/// Germany "83.334,73 USD"; `?lang=` says the same, and the JSON view never changes.
+/// Argentina "8.000 kg", "USD 2,10/lb" and "84%", Mexico "8,000 kg" and "USD 2.10/lb", `es`
+/// alone (Spain) "8000 kg" but "18.000 kg", "2,10 USD/lb" and "84 %" (the spaces no-break
+/// ones); English in Germany "83.334,73 USD" and "84 %"; `?lang=` says the same, and the
+/// JSON view never changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_page_writes_numbers_as_the_readers_region_does() {
     let demo = DemoNode::start().await;
@@ -27,7 +28,7 @@ async fn the_consumer_page_writes_numbers_as_the_readers_region_does() {
         "Pagado: <tspan font-weight=\"700\">USD\u{a0}2,10/lb</tspan>",
         "Mínimo: <tspan font-weight=\"700\">USD\u{a0}1,80/lb</tspan>",
         "En total: USD\u{a0}83.334,73 a los agricultores, más USD\u{a0}7.936,64 de prima.",
-        "<dd>84\u{a0}%</dd>",
+        "<dd>84%</dd>",
         "href=\"?lang=en\"",
     ] {
         assert!(text.contains(expected), "the es-AR page lacks {expected:?}");
@@ -52,7 +53,7 @@ async fn the_consumer_page_writes_numbers_as_the_readers_region_does() {
         "<dt>Precio</dt><dd>EUR\u{a0}14.90/kg</dd>",
         "Pagado: <tspan font-weight=\"700\">USD\u{a0}2.10/lb</tspan>",
         "En total: USD\u{a0}83,334.73 a los agricultores, más USD\u{a0}7,936.64 de prima.",
-        "<dd>84\u{a0}%</dd>",
+        "<dd>84%</dd>",
         "Firmado por",
     ] {
         assert!(text.contains(expected), "the es-MX page lacks {expected:?}");
@@ -72,6 +73,7 @@ async fn the_consumer_page_writes_numbers_as_the_readers_region_does() {
         "8000 kg coffee",
         "7936,64\u{a0}USD de prima",
         "<dt>Precio</dt><dd>2,45\u{a0}USD/lb</dd>",
+        "<dd>84\u{a0}%</dd>",
         "Pagado: <tspan font-weight=\"700\">2,10\u{a0}USD/lb</tspan>",
     ] {
         assert!(text.contains(expected), "the es page lacks {expected:?}");
@@ -106,6 +108,7 @@ async fn the_consumer_page_writes_numbers_as_the_readers_region_does() {
     for expected in [
         "18.000 kg coffee",
         "In all: 83.334,73\u{a0}USD to the farmers",
+        "<dd>84\u{a0}%</dd>",
     ] {
         assert!(
             en_de.contains(expected),

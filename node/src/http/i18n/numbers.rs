@@ -4,10 +4,9 @@
 //! "1.234,5" in Argentina, "1234,5" but "12.345,6" in Spain (and for `es` with no region or
 //! a region CLDR does not know). What a number is (kg or g, per lb or per kg, the rounding)
 //! is decided by the client's `units`, as in the report's texts; only its writing is decided
-//! here, and so is where the currency goes: before the amount in Latin America and most of
-//! the English-speaking world ("USD 2.10"), after it in Spain and in English for much of
-//! Europe ("2,10 USD"). The JSON view and the CLI keep the
-//! report's own texts.
+//! here, and so are the places of the currency and the percent sign, from CLDR's patterns:
+//! "USD 2.10" and "84%" in Latin America and most of the English-speaking world, "2,10 USD"
+//! and "84 %" in Spain. The JSON view and the CLI keep the report's own texts.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -24,13 +23,14 @@ use super::{Lang, Locale};
 
 /// Writes numbers for one locale.
 pub struct Numbers {
-    lang: Lang,
     /// `None` only when CLDR's data cannot be loaded, which the data compiled in (down to the
     /// root locale, where every locale falls back) rules out; numbers are then written plainly
     /// ("1234.5") rather than the page failing.
     formatter: Option<DecimalFormatter>,
-    /// The currency code after the amount ([`currency_after`]).
+    /// The currency code after the amount ([`CURRENCY_AFTER`]).
     currency_after: bool,
+    /// A no-break space before the percent sign ([`PERCENT_SPACED`]).
+    percent_spaced: bool,
     style: NumberStyle,
 }
 
@@ -78,16 +78,17 @@ impl Numbers {
             }
         };
         let mut numbers = Numbers {
-            lang: locale.lang,
             formatter,
-            currency_after: currency_after(&id, locale.lang),
+            currency_after: cldr_says(&id, &CURRENCY_AFTER),
+            percent_spaced: cldr_says(&id, &PERCENT_SPACED),
             style: NumberStyle(String::new()),
         };
         // INVARIANT: these samples show everything the formatter varies for the numbers the
         // pages write (never negative): its digits, both separators, the sizes of the first
         // and later groups (1,234,567 or 12,34,567), and from how many digits it groups (1234
-        // or 1,234; 12345 or 12,345). With the language (which places the percent sign)
-        // and the currency's place, they are the whole style.
+        // or 1,234; 12345 or 12,345). With the places of the currency and of the percent
+        // sign, they are the whole style (the language is in it too, as pages differ by it
+        // anyway).
         let mut style = String::from(locale.lang.code());
         for (units, decimals) in [(123_456_789, 2), (1234, 0), (12_345, 0)] {
             style.push(' ');
@@ -97,6 +98,11 @@ impl Numbers {
             " 1 ¤"
         } else {
             " ¤ 1"
+        });
+        style.push_str(if numbers.percent_spaced {
+            " 1 %"
+        } else {
+            " 1%"
         });
         numbers.style = NumberStyle(style);
         numbers
@@ -152,8 +158,8 @@ impl Numbers {
         }
     }
 
-    /// A yield given per mille, as a percentage: "84%" or "84.5%" in English, "84 %" or
-    /// "84,5 %" in Spanish (CLDR's `#,##0 %`, the space a non-breaking one).
+    /// A yield given per mille, as a percentage: "84%" or "84.5%" in English and in Latin
+    /// America, "84 %" or "84,5 %" in Spain (CLDR's `#,##0 %`, the space a no-break one).
     pub fn percent(&self, per_mille: u64) -> String {
         let n = if per_mille.is_multiple_of(10) {
             Decimal {
@@ -166,33 +172,54 @@ impl Numbers {
                 decimals: 1,
             }
         };
-        match self.lang {
-            Lang::En => format!("{}%", self.number(n)),
-            Lang::Es => format!("{}\u{a0}%", self.number(n)),
+        if self.percent_spaced {
+            format!("{}\u{a0}%", self.number(n))
+        } else {
+            format!("{}%", self.number(n))
         }
     }
 }
 
-/// The locales whose CLDR currency pattern puts the currency on the other side of the amount
-/// from the locale they inherit from (`true`: after it), for a currency written as letters
-/// (`standard-alphaNextToNumber`; CLDR 48, the data of ICU4X 2.4): `en` writes `¤ #,##0.00`
-/// and so does every English region but `en-150` ("English, Europe") and its children, which
-/// write `#,##0.00 ¤`, all but Austria, Switzerland and the Netherlands; `es` writes
-/// `#,##0.00 ¤` and so do Spain and its other regions but `es-419` (Latin America, and the
-/// regions that inherit from it) and Equatorial Guinea, which write `¤ #,##0.00`.
-const CURRENCY_SIDES: [(&str, bool); 6] = [
+/// Where CLDR's currency pattern for a currency written as letters
+/// (`standard-alphaNextToNumber`; CLDR 48, the data of ICU4X 2.4) puts the currency (`true`:
+/// after the amount), for the languages and for each locale that differs from the one it
+/// inherits from. `en` writes `¤ #,##0.00`, and so does every English region but `en-150`
+/// ("English, Europe") and its children, which write `#,##0.00 ¤`, all but Austria,
+/// Switzerland and the Netherlands; `es` writes `#,##0.00 ¤`, and so do Spain and its other
+/// regions but `es-419` (Latin America, and the regions that inherit from it) and Equatorial
+/// Guinea, which write `¤ #,##0.00`.
+const CURRENCY_AFTER: [(&str, bool); 8] = [
+    ("en", false),
     ("en-150", true),
     ("en-AT", false),
     ("en-CH", false),
     ("en-NL", false),
+    ("es", true),
     ("es-419", false),
     ("es-GQ", false),
 ];
 
-/// Whether CLDR writes the currency after the amount for `id`: the first locale of its
-/// fallback chain (ICU4X's, from CLDR's parent locales: `es-AR`, `es-419`, `es`) that
-/// [`CURRENCY_SIDES`] names decides, else the language's own pattern.
-fn currency_after(id: &LanguageIdentifier, lang: Lang) -> bool {
+/// Whether CLDR's percent pattern (CLDR 48) has a no-break space before the sign, for the
+/// languages and for each locale that differs from the one it inherits from: `#,##0%` for
+/// `en` and most English regions, `#,##0 %` for Austria, Germany, Denmark, Finland, Norway
+/// and Sweden; `#,##0 %` for `es` and Spain's regions, `#,##0%` for `es-419` and its
+/// regions.
+const PERCENT_SPACED: [(&str, bool); 9] = [
+    ("en", false),
+    ("en-AT", true),
+    ("en-DE", true),
+    ("en-DK", true),
+    ("en-FI", true),
+    ("en-NO", true),
+    ("en-SE", true),
+    ("es", true),
+    ("es-419", false),
+];
+
+/// What `table` says for `id`: the first locale of `id`'s fallback chain (ICU4X's, from
+/// CLDR's parent locales: `es-AR`, `es-419`, `es`) that it names decides. Every table names
+/// both languages, where every chain of ours passes; `false` if one did not.
+fn cldr_says(id: &LanguageIdentifier, table: &[(&str, bool)]) -> bool {
     let fallbacker = LocaleFallbacker::new().for_config(LocaleFallbackConfig::default());
     let mut chain = fallbacker.fallback_for(DataLocale::from(id));
     // A chain is a few steps long (region, parent regions, language, `und`); the bound only
@@ -203,15 +230,12 @@ fn currency_after(id: &LanguageIdentifier, lang: Lang) -> bool {
             break;
         }
         let tag = here.to_string();
-        if let Some(&(_, after)) = CURRENCY_SIDES.iter().find(|(t, _)| *t == tag) {
-            return after;
+        if let Some(&(_, says)) = table.iter().find(|(t, _)| *t == tag) {
+            return says;
         }
         chain.step();
     }
-    match lang {
-        Lang::En => false,
-        Lang::Es => true,
-    }
+    false
 }
 
 /// ICU's decimal for ours: `units` shifted `decimals` places, its zeros after the separator
@@ -364,8 +388,27 @@ mod tests {
         assert_eq!(en.percent(840), "84%");
         assert_eq!(en.percent(845), "84.5%");
         assert_eq!(es.percent(840), "84\u{a0}%");
-        assert_eq!(ar.percent(845), "84,5\u{a0}%");
-        assert_eq!(mx.percent(845), "84.5\u{a0}%");
+        assert_eq!(es.percent(845), "84,5\u{a0}%");
+        assert_eq!(ar.percent(845), "84,5%");
+        assert_eq!(mx.percent(845), "84.5%");
+        for (tag, spaced) in [
+            ("es-ES", true),
+            ("es-GQ", true),
+            ("es-PH", true),
+            ("es-419", false),
+            ("es-CO", false),
+            ("es-US", false),
+            ("es-JP", false),
+            ("en-GB", false),
+            ("en-150", false),
+            ("en-FR", false),
+            ("en-DE", true),
+            ("en-SE", true),
+            ("en-AT", true),
+        ] {
+            let written = numbers(tag).percent(840);
+            assert_eq!(written.ends_with("\u{a0}%"), spaced, "{tag}: {written}");
+        }
     }
 
     #[test]
@@ -377,7 +420,7 @@ mod tests {
         assert_eq!(style("es-MX"), style("es-419"));
         assert_ne!(style("es-AR"), style("es"), "1.234 against 1234");
         assert_ne!(style("es-MX"), style("es-AR"));
-        assert_ne!(style("es-MX"), style("en"), "the percent sign");
+        assert_ne!(style("es-MX"), style("en"), "the language");
         assert_ne!(style("en"), style("en-IN"), "12,34,567");
     }
 
