@@ -181,7 +181,8 @@ impl Numbers {
 }
 
 /// Where CLDR's currency pattern for a currency written as letters
-/// (`standard-alphaNextToNumber`; CLDR 48, the data of ICU4X 2.4) puts the currency (`true`:
+/// (`standard-alphaNextToNumber`; CLDR 48.2, read from cldr-json's `numbers.json`; the walk
+/// follows the parent locales of ICU4X 2.4's compiled data, CLDR 49) puts the currency (`true`:
 /// after the amount), for the languages and for each locale that differs from the one it
 /// inherits from. `en` writes `¤ #,##0.00`, and so does every English region but `en-150`
 /// ("English, Europe") and its children, which write `#,##0.00 ¤`, all but Austria,
@@ -199,11 +200,11 @@ const CURRENCY_AFTER: [(&str, bool); 8] = [
     ("es-GQ", false),
 ];
 
-/// Whether CLDR's percent pattern (CLDR 48) has a no-break space before the sign, for the
-/// languages and for each locale that differs from the one it inherits from: `#,##0%` for
-/// `en` and most English regions, `#,##0 %` for Austria, Germany, Denmark, Finland, Norway
-/// and Sweden; `#,##0 %` for `es` and Spain's regions, `#,##0%` for `es-419` and its
-/// regions.
+/// Whether CLDR's percent pattern (`standard`, CLDR 48.2 as above) has a no-break space
+/// before the sign, for the languages and for each locale that differs from the one it
+/// inherits from: `#,##0%` for `en` and most English regions, `#,##0 %` for Austria,
+/// Germany, Denmark, Finland, Norway and Sweden; `#,##0 %` for `es` and Spain's regions,
+/// `#,##0%` for `es-419` and its regions.
 const PERCENT_SPACED: [(&str, bool); 9] = [
     ("en", false),
     ("en-AT", true),
