@@ -7,8 +7,8 @@ use crate::util::http::DemoNode;
 /// Numbers are written as the reader's region writes them (CLDR), not only their language:
 /// Argentina "8.000 kg", "USD 2,10/lb" and "84%", Mexico "8,000 kg" and "USD 2.10/lb", `es`
 /// alone (Spain) "8000 kg" but "18.000 kg", "2,10 USD/lb" and "84 %" (the spaces no-break
-/// ones); English in Germany "83.334,73 USD" and "84 %"; `?lang=` says the same, and the
-/// JSON view never changes.
+/// ones); English in Germany "83.334,73 USD" but "EUR 14,90/kg", and "84 %"; `?lang=` says
+/// the same, and the JSON view never changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consumer_page_writes_numbers_as_the_readers_region_does() {
     let demo = DemoNode::start().await;
@@ -108,6 +108,7 @@ async fn the_consumer_page_writes_numbers_as_the_readers_region_does() {
     for expected in [
         "18.000 kg coffee",
         "In all: 83.334,73\u{a0}USD to the farmers",
+        "<dt>Price</dt><dd>EUR\u{a0}14,90/kg</dd>",
         "<dd>84\u{a0}%</dd>",
     ] {
         assert!(

@@ -29,6 +29,8 @@ pub struct Numbers {
     formatter: Option<DecimalFormatter>,
     /// The currency code after the amount ([`CURRENCY_AFTER`]).
     currency_after: bool,
+    /// But the euro before it ([`EURO_BEFORE`]).
+    euro_before: bool,
     /// A no-break space before the percent sign ([`PERCENT_SPACED`]).
     percent_spaced: bool,
     style: NumberStyle,
@@ -80,6 +82,7 @@ impl Numbers {
         let mut numbers = Numbers {
             formatter,
             currency_after: cldr_says(&id, &CURRENCY_AFTER),
+            euro_before: cldr_says(&id, &EURO_BEFORE),
             percent_spaced: cldr_says(&id, &PERCENT_SPACED),
             style: NumberStyle(String::new()),
         };
@@ -99,6 +102,9 @@ impl Numbers {
         } else {
             " ¤ 1"
         });
+        if numbers.euro_before {
+            style.push_str(" € 1");
+        }
         style.push_str(if numbers.percent_spaced {
             " 1 %"
         } else {
@@ -151,7 +157,8 @@ impl Numbers {
     /// The amount with its currency code, set off by a no-break space (CLDR's currency
     /// spacing), on the side CLDR puts it.
     fn with_currency(&self, currency: &str, amount: String) -> String {
-        if self.currency_after {
+        let after = self.currency_after && !(self.euro_before && currency == "EUR");
+        if after {
             format!("{amount}\u{a0}{currency}")
         } else {
             format!("{currency}\u{a0}{amount}")
@@ -199,6 +206,12 @@ const CURRENCY_AFTER: [(&str, bool); 8] = [
     ("es-419", false),
     ("es-GQ", false),
 ];
+
+/// Where CLDR puts the euro where it has a pattern of its own (`currencies.json`, `EUR`,
+/// `pattern`; CLDR 48.2): `¤#,##0.00`, before the amount, for `en-150` and every English
+/// region that inherits from it, which put other currencies after (`EUR 14,90` but
+/// `83.334,73 USD` in `en-DE`). No other English or Spanish locale has one.
+const EURO_BEFORE: [(&str, bool); 3] = [("en", false), ("en-150", true), ("es", false)];
 
 /// Whether CLDR's percent pattern (`standard`, CLDR 48.2 as above) has a no-break space
 /// before the sign, for the languages and for each locale that differs from the one it
@@ -331,22 +344,23 @@ mod tests {
         );
     }
 
-    /// CLDR's currency patterns (CLDR 48): after the amount for `es`, Spain and the regions
+    /// CLDR's currency patterns (CLDR 48.2): after the amount for `es`, Spain and the regions
     /// that inherit from `es` (but Equatorial Guinea), and for English in much of Europe
-    /// (`en-150` and its children but Austria, Switzerland and the Netherlands); before it for
-    /// `es-419` and its regions (Japan's Spanish among them), and for English elsewhere. Pages
-    /// of locales that differ only there are not shared.
+    /// (`en-150` and its children but Austria, Switzerland and the Netherlands), where the
+    /// euro has a pattern of its own that puts it before; before it for `es-419` and its
+    /// regions (Japan's Spanish among them), and for English elsewhere. Pages of locales that
+    /// differ only there are not shared.
     #[test]
     fn the_currency_goes_where_cldr_puts_it() {
-        let price = (units::money("EUR", 1490), "kg");
+        let price = (units::money("USD", 1490), "kg");
         for tag in [
             "es", "es-ES", "es-IC", "es-EA", "es-PH", "es-ZZ", "es-001", "en-150", "en-DE",
             "en-FR", "en-SE", "en-BE", "en-PL",
         ] {
             assert!(
-                numbers(tag).price("EUR", price).ends_with("\u{a0}EUR/kg"),
+                numbers(tag).price("USD", price).ends_with("\u{a0}USD/kg"),
                 "{tag}: {}",
-                numbers(tag).price("EUR", price)
+                numbers(tag).price("USD", price)
             );
         }
         for tag in [
@@ -355,11 +369,27 @@ mod tests {
             "en-ZZ",
         ] {
             assert!(
-                numbers(tag).price("EUR", price).starts_with("EUR\u{a0}"),
+                numbers(tag).price("USD", price).starts_with("USD\u{a0}"),
                 "{tag}: {}",
-                numbers(tag).price("EUR", price)
+                numbers(tag).price("USD", price)
             );
         }
+        // The euro has a pattern of its own in English for Europe: before the amount.
+        let euros = (units::money("EUR", 1490), "kg");
+        for (tag, written) in [
+            ("en-DE", "EUR\u{a0}14,90/kg"),
+            ("en-150", "EUR\u{a0}14.90/kg"),
+            ("en-SE", "EUR\u{a0}14,90/kg"),
+            ("en-AT", "EUR\u{a0}14,90/kg"),
+            ("en", "EUR\u{a0}14.90/kg"),
+            ("es", "14,90\u{a0}EUR/kg"),
+            ("es-ES", "14,90\u{a0}EUR/kg"),
+            ("es-AR", "EUR\u{a0}14,90/kg"),
+        ] {
+            assert_eq!(numbers(tag).price("EUR", euros), written, "{tag}");
+        }
+        assert_ne!(numbers("en-DE").style(), numbers("en-150").style());
+        assert_ne!(numbers("en-150").style(), numbers("en-001").style());
         assert_ne!(numbers("es-ES").style(), numbers("es-AR").style());
         assert_eq!(numbers("es-ES").style(), numbers("es").style());
     }
