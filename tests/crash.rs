@@ -82,6 +82,24 @@ impl Producer {
     }
 }
 
+/// `text` without its ANSI colour sequences (`ESC [ ... m`), as the node's log has them.
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// One producer per client, none declared yet.
 fn producers() -> Vec<Producer> {
     (0..CLIENTS)
@@ -292,6 +310,8 @@ struct Measured {
     index_reads: u64,
     lots_compared: u64,
     consistency_proofs: u64,
+    /// Kills that came before the node served again.
+    kills_in_recovery: u64,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -344,7 +364,16 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
             acked.receipt(answer, &log_key);
         }
 
-        // 2. Restart, and check everything against what was acknowledged.
+        // 2. Sometimes a crash during the recovery too (cutting back what the batch in flight
+        //    left, replaying write-ahead logs and indexes); then restart, and check everything
+        //    against what was acknowledged.
+        if rng.gen_ratio(1, 3) {
+            let latest = (measured.worst_recovery.as_millis() as u64).max(KILL_FLOOR_MS + 1);
+            let after = Duration::from_millis(rng.gen_range(KILL_FLOOR_MS..latest));
+            if node.start_and_kill_after(after).await {
+                measured.kills_in_recovery += 1;
+            }
+        }
         let recovery = Instant::now();
         node.restart().await;
         let recovery = recovery.elapsed();
@@ -403,7 +432,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     let elapsed = started.elapsed();
     let size = acked.checkpoints.keys().last().copied().unwrap_or(0);
     println!(
-        "crash test: seed {seed}, {rounds} SIGKILLs under load from {CLIENTS} clients: {} receipts ({} for entries logged before a crash), {} entries acknowledged, log of {size} entries, {} checkpoints checked ({} by consistency proof), {} index reads and {} lots compared with the replayed state; every restart recovered (mean {} ms, worst {} ms); load {:.1} s, checks {:.1} s, total {:.1} s",
+        "crash test: seed {seed}, {rounds} SIGKILLs under load from {CLIENTS} clients: {} receipts ({} for entries logged before a crash), {} entries acknowledged, log of {size} entries, {} checkpoints checked ({} by consistency proof), {} index reads and {} lots compared with the replayed state; every restart recovered (mean {} ms, worst {} ms; {} more kills during a recovery); load {:.1} s, checks {:.1} s, total {:.1} s",
         acked.receipts,
         acked.existing,
         acked.leaves.len(),
@@ -413,6 +442,7 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
         measured.lots_compared,
         measured.recovery.as_millis() / rounds.max(1) as u128,
         measured.worst_recovery.as_millis(),
+        measured.kills_in_recovery,
         load_time.as_secs_f64(),
         measured.checks.as_secs_f64(),
         elapsed.as_secs_f64(),
@@ -497,6 +527,8 @@ async fn a_write_the_disk_refuses_stops_the_node_and_acknowledges_nothing() {
 const RECOVERY_LOAD_MS: u64 = 1500;
 /// Kills during the rebuild, when `FAIRTRAIL_CRASH_ROUNDS` is not set.
 const DEFAULT_RECOVERY_KILLS: usize = 8;
+/// The earliest kill during the rebuild, in milliseconds: not before the process starts.
+const KILL_FLOOR_MS: u64 = 20;
 
 /// Kills during recovery. With its indexes gone (statement ids, leaf hashes, ledger state),
 /// the node rebuilds them from the log when it starts, and is killed at random moments of that
@@ -505,7 +537,7 @@ const DEFAULT_RECOVERY_KILLS: usize = 8;
 /// indexes and ledger state agree with the log replayed by the client library.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_recovery_changes_nothing() {
-    let kills = rounds_or(DEFAULT_RECOVERY_KILLS);
+    let kills = rounds_or(DEFAULT_RECOVERY_KILLS).max(1);
     let seed = seed();
     println!(
         "recovery crash test: {kills} kills, seed {seed} (FAIRTRAIL_CRASH_SEED={seed} replays it)"
@@ -528,11 +560,9 @@ async fn sigkill_during_recovery_changes_nothing() {
         .await
         .expect("a client hangs")
     {
-        let (producer, got) = joined.expect("a client panicked");
-        assert!(
-            producer.unanswered.is_empty(),
-            "a submission went unanswered by a running node"
-        );
+        // (A submission still unanswered when the load stopped, rate-limited, is simply not
+        // acknowledged.)
+        let (_, got) = joined.expect("a client panicked");
         answers.extend(got);
     }
     let mut acked = Acknowledged::default();
@@ -561,18 +591,19 @@ async fn sigkill_during_recovery_changes_nothing() {
     // 3. The rebuild again, killed at random moments; each start takes up what the one before
     //    left. A start that got to serve before its kill finished the rebuild: the indexes are
     //    removed again, so that the next start has one to be killed in.
-    //    The kills come at most as late as a whole start took, and earlier after a kill that
-    //    came too late (a start can be faster than the one measured).
+    //    The kills come at most as late as a whole start took, and earlier (down to a third of
+    //    it) after a kill that came too late (a start can be faster than the one measured).
     forget_indexes(node.data_dir());
     let mut during = 0;
-    let mut latest = whole.as_millis().max(2) as u64;
+    let mut latest = (whole.as_millis() as u64).max(KILL_FLOOR_MS + 1);
+    let shortest = (latest / 3).max(KILL_FLOOR_MS + 1);
     for kill in 1..=kills {
-        let after = Duration::from_millis(rng.gen_range(0..latest));
+        let after = Duration::from_millis(rng.gen_range(KILL_FLOOR_MS..latest));
         let recovering = node.start_and_kill_after(after).await;
         during += usize::from(recovering);
         if !recovering {
             forget_indexes(node.data_dir());
-            latest = (latest / 2).max(2);
+            latest = (latest / 2).max(shortest);
         }
         println!(
             "kill {kill}: after {} ms, {}",
@@ -588,6 +619,23 @@ async fn sigkill_during_recovery_changes_nothing() {
         during > 0,
         "no kill landed during recovery (a whole rebuild took {} ms)",
         whole.as_millis()
+    );
+    // And one landed inside a rebuild, not only before it began: a later start took one up
+    // part way (its replay starts after entry 0).
+    let log = without_colours(&node.log_text());
+    let resumed = log
+        .lines()
+        .filter(|l| l.contains("replaying the log into"))
+        .filter_map(|l| l.split("from=").nth(1))
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u64>().ok()
+        })
+        .filter(|&from| from > 0)
+        .count();
+    assert!(
+        resumed > 0,
+        "no start took up a rebuild that a kill interrupted; the node's log:\n{log}"
     );
 
     // 4. The start that completes, checked against everything acknowledged and the replay.
@@ -607,7 +655,7 @@ async fn sigkill_during_recovery_changes_nothing() {
     )
     .await;
     println!(
-        "recovery crash test: seed {seed}, a log of {size} entries ({} receipts); a whole rebuild {} ms; {during} of {kills} kills during recovery; the last start {} ms; {} index reads and {} lots compared with the replayed state",
+        "recovery crash test: seed {seed}, a log of {size} entries ({} receipts); a whole rebuild {} ms; {during} of {kills} kills during recovery, {resumed} replays taken up part way; the last start {} ms; {} index reads and {} lots compared with the replayed state",
         acked.receipts,
         whole.as_millis(),
         recovery.as_millis(),

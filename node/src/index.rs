@@ -187,6 +187,34 @@ fn in_state_store(key: &[u8]) -> bool {
 }
 
 /// Where the other stores of the sled database at `path` live: beside it, `path` + `suffix`.
+/// Removes the snapshots sled left unfinished in its directory `path`. sled 0.34 writes a
+/// snapshot to `snap.<lsn>.generating`, syncs it and renames it to `snap.<lsn>`; but when it
+/// opens, it reads the newest file whose name begins `snap.`, unfinished ones included, and
+/// refuses to open when that one fails its checksum (sled issue #1527). A crash while sled
+/// writes one, which it does as it opens, left the index unopenable. An unfinished snapshot
+/// was never one sled relied on (the previous snapshot is removed only after the rename), so
+/// removing it loses nothing: sled recovers from the previous snapshot and its log.
+fn remove_unfinished_snapshots(path: &Path) -> Result<(), IndexError> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(IndexError::Sled(sled::Error::Io(e))),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| IndexError::Sled(sled::Error::Io(e)))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(
+                file = %entry.path().display(),
+                "removing an unfinished index snapshot left by a crash"
+            );
+            std::fs::remove_file(entry.path()).map_err(|e| IndexError::Sled(sled::Error::Io(e)))?;
+        }
+    }
+    Ok(())
+}
+
 fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(suffix);
@@ -237,6 +265,7 @@ impl Index {
 
     /// Opens the index at `path` (sled there, the hash indexes beside it).
     pub fn open_with(path: &Path, options: IndexOptions) -> Result<Self, IndexError> {
+        remove_unfinished_snapshots(path)?;
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(options.cache_mb.saturating_mul(1024 * 1024))
@@ -950,6 +979,37 @@ mod tests {
         assert_eq!(
             index.list(&[prefix::BY_PARTICIPANT, 7]).expect("a list"),
             Vec::<u64>::new()
+        );
+    }
+
+    /// A snapshot sled left unfinished (a crash while it wrote one, as it does when it opens)
+    /// no longer stops the index from opening: it is removed, and the index opens with what
+    /// it held.
+    #[test]
+    fn an_unfinished_sled_snapshot_does_not_stop_the_index_from_opening() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("index");
+        {
+            let index = Index::open(&path).expect("the index opens");
+            let (writes, leaves) = batch(0..5);
+            index.apply_later(writes, leaves, 5).expect("handed over");
+            index.flush().expect("flushed");
+        }
+        // What a crash during its write leaves: the newest `snap.` file, empty or torn.
+        let unfinished = path.join("snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&unfinished, b"torn").expect("written");
+        let opened = sled::Config::new().path(&path).open();
+        assert!(
+            opened.is_err(),
+            "sled itself opens past an unfinished snapshot: this workaround can go"
+        );
+        drop(opened);
+        let index = reopen(&path);
+        assert!(!unfinished.exists());
+        assert_eq!(index.applied().expect("the mark"), 5);
+        assert_eq!(
+            StateRead::get(&index, &[b'L', 3]).expect("a read"),
+            Some(b"lot 3".to_vec())
         );
     }
 

@@ -182,7 +182,15 @@ impl TestNode {
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         tokio::time::sleep(after).await;
         child.start_kill().expect("cannot send SIGKILL to the node");
-        wait(&mut child, "SIGKILL", &self.log_path).await;
+        let status = wait(&mut child, "SIGKILL", &self.log_path).await;
+        // Ended by the kill, not by an error of its own before it.
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "the node ended with {status} before it was killed; its log:\n{}",
+            tail(&self.log_path)
+        );
         // What it printed before it died: its listening line, or nothing.
         let listened = matches!(
             timeout(CALL_TIMEOUT, stdout.next_line()).await,

@@ -430,7 +430,8 @@ mod tests {
 
     proptest::proptest! {
         /// Whatever a reader sends as `?lang=` and `Accept-Language`, a locale is chosen and
-        /// its numbers are written, never a panic.
+        /// its numbers are written: a test that nothing there panics (the fallback walk, the
+        /// formatter), and that the remembered style is the locale's.
         #[test]
         fn any_query_and_header_choose_a_locale_that_writes_numbers(
             query in proptest::option::of("(en|es|EN|Es|x)?([-_][A-Za-z0-9]{0,5}){0,3}|.{0,12}"),

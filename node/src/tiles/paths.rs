@@ -157,12 +157,21 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Any text below `tile/` parses to a tile or to `None`, never a panic; a tile's own
-        /// path parses back to it.
+        /// Any text below `tile/` parses to a tile or to `None`, never a panic; and what
+        /// parses is the tile's one path, never another spelling of it (`0/01`, `0/x000/001`).
         #[test]
-        fn any_path_parses_or_is_refused(path in "[0-9a-z./x]{0,40}", any in ".{0,40}") {
-            let _ = parse(&path);
-            let _ = parse(&any);
+        fn any_path_parses_or_is_refused(
+            near in "(entries|[0-9]{1,3}|x1)(/x?[0-9]{1,4}){1,4}(\\.p/[0-9]{1,3})?",
+            path in "[0-9a-z./x]{0,40}",
+            any in ".{0,40}",
+        ) {
+            for text in [&near, &path, &any] {
+                if let Some((kind, n, width)) = parse(text) {
+                    let canonical = tile_path(Path::new("/"), kind, n, width);
+                    let canonical = canonical.strip_prefix("/tile").expect("below tile/");
+                    proptest::prop_assert_eq!(canonical.to_str(), Some(text.as_str()));
+                }
+            }
         }
 
         #[test]
