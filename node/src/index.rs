@@ -823,6 +823,17 @@ mod tests {
     /// Opens the index at `path` again. sled releases its file lock from a background
     /// thread after the last handle is dropped, so a reopen may find it still held for a
     /// moment (sled issues #1234, #1289): retry briefly.
+    /// A closed index, in a temporary directory, that holds the batch of entries `0..n`.
+    fn closed_index_of(n: u64) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("index");
+        let index = Index::open(&path).expect("the index opens");
+        let (writes, leaves) = batch(0..n);
+        index.apply_later(writes, leaves, n).expect("handed over");
+        index.flush().expect("flushed");
+        (dir, path)
+    }
+
     fn reopen(path: &Path) -> Index {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -950,14 +961,7 @@ mod tests {
 
     #[test]
     fn sled_and_the_state_store_reopen_together_or_are_rebuilt_together() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("index");
-        {
-            let index = Index::open(&path).expect("the index opens");
-            let (writes, leaves) = batch(0..5);
-            index.apply_later(writes, leaves, 5).expect("handed over");
-            index.flush().expect("flushed");
-        }
+        let (_dir, path) = closed_index_of(5);
         {
             let index = reopen(&path);
             assert_eq!(index.applied().expect("the mark"), 5);
@@ -987,14 +991,7 @@ mod tests {
     /// it held.
     #[test]
     fn an_unfinished_sled_snapshot_does_not_stop_the_index_from_opening() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().join("index");
-        {
-            let index = Index::open(&path).expect("the index opens");
-            let (writes, leaves) = batch(0..5);
-            index.apply_later(writes, leaves, 5).expect("handed over");
-            index.flush().expect("flushed");
-        }
+        let (_dir, path) = closed_index_of(5);
         // What a crash during its write leaves: the newest `snap.` file, empty or torn.
         let unfinished = path.join("snap.FFFFFFFFFFFFFFFF.generating");
         std::fs::write(&unfinished, b"torn").expect("written");
