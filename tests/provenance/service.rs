@@ -10,7 +10,7 @@ use fairtrail_client::entry::Leaf;
 use fairtrail_client::keys::PublicKey;
 use fairtrail_client::merkle::{hashes_from_bytes, leaf_hash, verify_inclusion};
 use fairtrail_client::note::NoteVerifier;
-use fairtrail_client::proto::{self, get_provenance_request::Subject};
+use fairtrail_client::proto::{self, get_provenance_request::Subject, statement::Body};
 use fairtrail_client::statement::Statement;
 use fairtrail_client::verify::{render_text, verify_bundle, Policy, Verdict};
 use tonic::Code;
@@ -18,7 +18,7 @@ use tonic::Code;
 use super::{reship, Scene};
 use crate::util::assert_status;
 use crate::util::chain::{Knobs, BATCH, GTIN};
-use crate::util::writer::{amount, key, pk, rotation, Logged};
+use crate::util::writer::{amount, harvest, key, pk, rotation, take, transfer, Logged};
 
 /// Checks the bundle's checkpoint with the log's key and every entry's inclusion proof
 /// against it; returns the entries' indices.
@@ -244,6 +244,64 @@ async fn get_lot_shows_what_is_left_after_partial_shipments() {
         proven(&export.bundle.unwrap(), &s.chain.w.log_key),
         made_and_used
     );
+}
+
+/// A product made from 320 harvests: its bundle, of more entries than a kept bundle is copied
+/// on the request's task for, is built, kept, and answered again the same (the copy made on
+/// the blocking pool), every entry proven.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_bundle_is_answered_again_from_the_keep() {
+    const HARVESTS: usize = 320;
+    const PER_SHIPMENT: usize = 64;
+    let mut s = Scene::new(Knobs::default()).await;
+    let (coop, retailer) = (s.chain.keys.coop.clone(), s.chain.keys.retailer.clone());
+    let mut harvests = Vec::new();
+    for n in 0..HARVESTS {
+        let body = harvest("100kg", "USD 1.95/lb", &format!("HN-BIG-{n}"));
+        harvests.push(s.chain.w.write(&coop, body, &[]).await);
+    }
+    let mut shipments = Vec::new();
+    for (n, lots) in harvests.chunks(PER_SHIPMENT).enumerate() {
+        let inputs = lots.iter().map(|h| take(h.lot(0), "100kg")).collect();
+        let body = transfer(inputs, &retailer, "USD 2.35/lb", &format!("BL BIG-{n}"));
+        shipments.push(s.chain.w.write(&coop, body, &[]).await);
+    }
+    let binding = Body::ProductBinding(proto::ProductBinding {
+        gtin: GTIN.into(),
+        batch: "BIG-1".into(),
+        serial: String::new(),
+        inputs: shipments.iter().map(|t| take(t.lot(0), "6400kg")).collect(),
+        product_name: "Marcala blend, many lots".into(),
+    });
+    let binding = s.chain.w.write(&retailer, binding, &[]).await;
+
+    let mut p = s.provenance().await;
+    let product = proto::ProductKey {
+        gtin: GTIN.into(),
+        batch: "BIG-1".into(),
+        serial: String::new(),
+    };
+    let mut ask = async || {
+        p.get_provenance(proto::GetProvenanceRequest {
+            subject: Some(Subject::Product(product.clone())),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .bundle
+        .unwrap()
+    };
+    let (built, kept) = (ask().await, ask().await);
+    assert!(built.entries.len() > 256, "{} entries", built.entries.len());
+    assert_eq!(kept, built);
+    let indices = proven(&kept, &s.chain.w.log_key);
+    for logged in harvests.iter().chain(&shipments).chain([&binding]) {
+        assert!(
+            indices.contains(&logged.index),
+            "entry {} missing",
+            logged.index
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
