@@ -10,9 +10,11 @@ use fairtrail_client::entry::Leaf;
 use fairtrail_client::keys::PublicKey;
 use fairtrail_client::merkle::{hashes_from_bytes, leaf_hash, verify_inclusion};
 use fairtrail_client::note::NoteVerifier;
+use fairtrail_client::proto::provenance_service_client::ProvenanceServiceClient;
 use fairtrail_client::proto::{self, get_provenance_request::Subject, statement::Body};
 use fairtrail_client::statement::Statement;
 use fairtrail_client::verify::{render_text, verify_bundle, Policy, Verdict};
+use tonic::transport::Channel;
 use tonic::Code;
 
 use super::{reship, Scene};
@@ -42,6 +44,21 @@ fn proven(bundle: &proto::ProvenanceBundle, log_key: &NoteVerifier) -> BTreeSet<
     bundle.entries.iter().map(|e| e.index).collect()
 }
 
+/// The bundle the node answers for `subject`.
+async fn bundle_of(
+    p: &mut ProvenanceServiceClient<Channel>,
+    subject: Subject,
+) -> proto::ProvenanceBundle {
+    p.get_provenance(proto::GetProvenanceRequest {
+        subject: Some(subject),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .bundle
+    .unwrap()
+}
+
 /// Each entry's statement kind and issuer.
 fn statements(bundle: &proto::ProvenanceBundle) -> Vec<(u64, &'static str, PublicKey)> {
     bundle
@@ -61,28 +78,16 @@ async fn get_provenance_by_product_and_by_lot_proves_every_entry() {
     let s = Scene::new(Knobs::default()).await;
     let (c, log_key) = (&s.chain, &s.chain.w.log_key);
     let mut p = s.provenance().await;
-    let ask = |subject| proto::GetProvenanceRequest {
-        subject: Some(subject),
-    };
-
     let product = proto::ProductKey {
         gtin: GTIN.into(),
         batch: BATCH.into(),
         serial: String::new(),
     };
-    let mut by_product = async || {
-        p.get_provenance(ask(Subject::Product(product.clone())))
-            .await
-            .unwrap()
-            .into_inner()
-            .bundle
-            .unwrap()
-    };
-    let (first, again) = (by_product().await, by_product().await);
+    let by_product = bundle_of(&mut p, Subject::Product(product.clone())).await;
     // Asked again against the same checkpoint, it is answered from the bundle kept for it:
     // the same bundle.
-    assert_eq!(again, first);
-    let by_product = first;
+    let again = bundle_of(&mut p, Subject::Product(product.clone())).await;
+    assert_eq!(again, by_product);
     assert_eq!(
         by_product.subject,
         Some(proto::provenance_bundle::Subject::Product(product))
@@ -116,13 +121,7 @@ async fn get_provenance_by_product_and_by_lot_proves_every_entry() {
 
     // By lot: the roasted coffee's chain goes upstream only.
     let lot = c.roasting.lot(0).to_proto();
-    let by_lot = p
-        .get_provenance(ask(Subject::Lot(lot.clone())))
-        .await
-        .unwrap()
-        .into_inner()
-        .bundle
-        .unwrap();
+    let by_lot = bundle_of(&mut p, Subject::Lot(lot.clone())).await;
     assert_eq!(
         by_lot.subject,
         Some(proto::provenance_bundle::Subject::Lot(lot))
@@ -281,17 +280,8 @@ async fn a_large_bundle_is_answered_again_from_the_keep() {
         batch: "BIG-1".into(),
         serial: String::new(),
     };
-    let mut ask = async || {
-        p.get_provenance(proto::GetProvenanceRequest {
-            subject: Some(Subject::Product(product.clone())),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .bundle
-        .unwrap()
-    };
-    let (built, kept) = (ask().await, ask().await);
+    let built = bundle_of(&mut p, Subject::Product(product.clone())).await;
+    let kept = bundle_of(&mut p, Subject::Product(product)).await;
     assert!(built.entries.len() > 256, "{} entries", built.entries.len());
     assert_eq!(kept, built);
     let indices = proven(&kept, &s.chain.w.log_key);

@@ -79,11 +79,12 @@ impl Numbers {
                 None
             }
         };
+        let chain = fallback_chain(&id);
         let mut numbers = Numbers {
             formatter,
-            currency_after: cldr_says(&id, &CURRENCY_AFTER),
-            euro_before: cldr_says(&id, &EURO_BEFORE),
-            percent_spaced: cldr_says(&id, &PERCENT_SPACED),
+            currency_after: cldr_says(&chain, &CURRENCY_AFTER),
+            euro_before: cldr_says(&chain, &EURO_BEFORE),
+            percent_spaced: cldr_says(&chain, &PERCENT_SPACED),
             style: NumberStyle(String::new()),
         };
         // INVARIANT: these samples show everything the formatter varies for the numbers the
@@ -230,26 +231,32 @@ const PERCENT_SPACED: [(&str, bool); 9] = [
     ("es-419", false),
 ];
 
-/// What `table` says for `id`: the first locale of `id`'s fallback chain (ICU4X's, from
-/// CLDR's parent locales: `es-AR`, `es-419`, `es`) that it names decides. Every table names
-/// both languages, where every chain of ours passes; `false` if one did not.
-fn cldr_says(id: &LanguageIdentifier, table: &[(&str, bool)]) -> bool {
+/// The locales `id` falls back through, most specific first (ICU4X's chain, from CLDR's
+/// parent locales: `es-AR`, `es-419`, `es`), as tags.
+fn fallback_chain(id: &LanguageIdentifier) -> Vec<String> {
     let fallbacker = LocaleFallbacker::new().for_config(LocaleFallbackConfig::default());
     let mut chain = fallbacker.fallback_for(DataLocale::from(id));
+    let mut tags = Vec::new();
     // A chain is a few steps long (region, parent regions, language, `und`); the bound only
     // makes sure a surprise in the data cannot loop.
     for _ in 0..16 {
-        let here = chain.get();
-        if *here == DataLocale::default() {
+        if *chain.get() == DataLocale::default() {
             break;
         }
-        let tag = here.to_string();
-        if let Some(&(_, says)) = table.iter().find(|(t, _)| *t == tag) {
-            return says;
-        }
+        tags.push(chain.get().to_string());
         chain.step();
     }
-    false
+    tags
+}
+
+/// What `table` says for the locale of `chain` ([`fallback_chain`]): its first locale that
+/// `table` names decides. Every table names both languages, where every chain of ours
+/// passes; `false` if one did not.
+fn cldr_says(chain: &[String], table: &[(&str, bool)]) -> bool {
+    chain
+        .iter()
+        .find_map(|tag| table.iter().find(|(t, _)| t == tag).map(|&(_, says)| says))
+        .unwrap_or(false)
 }
 
 /// ICU's decimal for ours: `units` shifted `decimals` places, its zeros after the separator
