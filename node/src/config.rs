@@ -130,6 +130,11 @@ pub struct Settings {
     /// TLS private key (PEM) matching --tls-cert; refused if others can read it.
     #[arg(long, env = "FAIRTRAIL_TLS_KEY", global = true, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Mebibytes of disk space kept free: while the file system holding the log or an index
+    /// has less, the node refuses new submissions (RESOURCE_EXHAUSTED) and goes on serving
+    /// reads, until space is freed; 0 turns this off [default: 256].
+    #[arg(long, env = "FAIRTRAIL_DISK_RESERVE_MB", global = true)]
+    pub disk_reserve_mb: Option<u64>,
     /// Seconds a unary request may take before it is cancelled [default: 30].
     #[arg(long, env = "FAIRTRAIL_REQUEST_TIMEOUT", global = true)]
     pub request_timeout: Option<u64>,
@@ -144,6 +149,8 @@ pub struct Limits {
     pub max_connections: usize,
     pub max_streams: u32,
     pub request_timeout: std::time::Duration,
+    /// Free disk space kept back, in MiB (0: none); see [`crate::diskspace`].
+    pub disk_reserve_mb: u64,
 }
 
 /// The settings in force, every default filled in.
@@ -279,6 +286,10 @@ impl Settings {
                     .unwrap_or(1024)
                     .max(1),
                 max_streams: self.max_streams.or(file.max_streams).unwrap_or(256).max(1),
+                disk_reserve_mb: self
+                    .disk_reserve_mb
+                    .or(file.disk_reserve_mb)
+                    .unwrap_or(crate::diskspace::DEFAULT_RESERVE_MB),
                 request_timeout: std::time::Duration::from_secs(
                     self.request_timeout
                         .or(file.request_timeout)

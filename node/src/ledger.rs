@@ -128,7 +128,9 @@ pub fn status(e: LedgerError) -> Status {
         }
         LedgerError::Submit(SubmitError::Rejected(e)) => Status::failed_precondition(e.to_string()),
         LedgerError::Submit(SubmitError::NotAdmitted(m)) => Status::permission_denied(m),
-        LedgerError::Submit(SubmitError::RateLimited(m)) => Status::resource_exhausted(m),
+        LedgerError::Submit(SubmitError::RateLimited(m) | SubmitError::DiskFull(m)) => {
+            Status::resource_exhausted(m)
+        }
         LedgerError::Submit(SubmitError::Unavailable(m)) => Status::unavailable(m),
         LedgerError::Submit(SubmitError::Internal(m)) => internal(&m),
         LedgerError::Store(StoreError::OutOfRange { index, size }) => {

@@ -17,6 +17,7 @@
 //! - [`provenance`]: the gRPC `fairtrail.v1.ProvenanceService`: bundles, participants, lots.
 
 pub mod config;
+pub mod diskspace;
 pub mod gather;
 pub mod hashindex;
 pub mod http;

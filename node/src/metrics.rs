@@ -25,6 +25,10 @@ pub struct Metrics {
     pub commits: AtomicU64,
     pub committed_entries: AtomicU64,
     pub commit_micros_total: AtomicU64,
+    /// Free bytes on the fullest file system of the data directory, at the last group commit.
+    pub disk_free_bytes: AtomicU64,
+    /// 1 while new submissions are refused for want of disk space (`--disk-reserve-mb`).
+    pub submissions_paused: AtomicU64,
     http: [[AtomicU64; 4]; 7],
 }
 
@@ -47,6 +51,10 @@ impl Metrics {
 
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn set(gauge: &AtomicU64, value: u64) {
+        gauge.store(value, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of every counter, plus the tree size.
@@ -101,6 +109,18 @@ impl Metrics {
             "counter",
             "Time spent in group commits (append, fdatasync, checkpoint), in microseconds.",
             vec![(String::new(), get(&self.commit_micros_total))],
+        );
+        metric(
+            "fairtrail_disk_free_bytes",
+            "gauge",
+            "Free bytes on the fullest file system holding the log or its indexes, measured at each group commit.",
+            vec![(String::new(), get(&self.disk_free_bytes))],
+        );
+        metric(
+            "fairtrail_submissions_paused",
+            "gauge",
+            "1 while new submissions are refused because free disk space is below the reserve.",
+            vec![(String::new(), get(&self.submissions_paused))],
         );
         let mut lines = Vec::new();
         for (r, row) in ROUTES.iter().zip(&self.http) {

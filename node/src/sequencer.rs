@@ -34,6 +34,7 @@ use fairtrail_client::rules::{self, statement_index, Overlay, Position, RuleErro
 use fairtrail_client::statement::{now_ms, Statement, StatementError};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::diskspace::DiskGuard;
 use crate::index::{Index, IndexError};
 use crate::limits::{AdmissionPolicy, RateLimiter};
 use crate::metrics::Metrics;
@@ -62,6 +63,9 @@ pub enum SubmitError {
     /// Too many submissions from one connection or key.
     #[error("{0}")]
     RateLimited(String),
+    /// Free disk space is below the node's reserve (`crate::diskspace`).
+    #[error("{0}")]
+    DiskFull(String),
     /// The sequencer stopped (shutting down, or after a storage failure).
     #[error("the sequencer is not running: {0}")]
     Unavailable(String),
@@ -221,6 +225,16 @@ impl SequencerHandle {
     }
 }
 
+/// What the committer checks besides the ledger rules before it appends a statement.
+pub struct Guards {
+    /// Who may declare themselves.
+    pub admission: AdmissionPolicy,
+    /// Submissions per issuer key.
+    pub per_key: RateLimiter<PublicKey>,
+    /// Free disk space against the reserve.
+    pub disk: DiskGuard,
+}
+
 /// The running sequencer threads. Dropping every [`SequencerHandle`] lets them drain and end.
 pub struct Sequencer {
     pub threads: Vec<JoinHandle<()>>,
@@ -236,9 +250,13 @@ impl Sequencer {
         signer: NoteSigner,
         queue: usize,
         metrics: Arc<Metrics>,
-        admission: AdmissionPolicy,
-        per_key: RateLimiter<PublicKey>,
+        guards: Guards,
     ) -> std::io::Result<(Sequencer, SequencerHandle)> {
+        let Guards {
+            admission,
+            per_key,
+            disk,
+        } = guards;
         let (tx, rx) = mpsc::channel(queue.max(1));
         let (verified_tx, verified_rx) = std_mpsc::sync_channel::<Vec<Group>>(4);
         let (fatal_tx, fatal) = oneshot::channel();
@@ -260,6 +278,7 @@ impl Sequencer {
             metrics,
             admission,
             per_key,
+            disk,
         };
         let committer = std::thread::Builder::new()
             .name("committer".into())
@@ -383,6 +402,8 @@ struct Committer {
     /// Submissions per issuer key: counted after signatures verify, so nobody can spend
     /// another key's allowance by naming it.
     per_key: RateLimiter<PublicKey>,
+    /// Free space against the reserve, measured before each group commit.
+    disk: DiskGuard,
 }
 
 /// A storage failure: fatal to the sequencer.
@@ -439,6 +460,16 @@ impl Committer {
         // Every statement of the batch sees the effects of those before it.
         let mut state = Overlay::new(&index);
         let storage_failure = || SubmitError::Unavailable("storage failure".into());
+        // Below the disk reserve, statements already logged are still answered; new ones
+        // are refused before anything is written.
+        let disk_full = self.disk.check().map(|low| low.message());
+        Metrics::set(
+            &self.metrics.submissions_paused,
+            u64::from(disk_full.is_some()),
+        );
+        if let Some(free) = self.disk.free() {
+            Metrics::set(&self.metrics.disk_free_bytes, free);
+        }
 
         // 1. Deduplicate against the log and within the batch, check the ledger rules, and
         //    encode the new leaves.
@@ -457,6 +488,11 @@ impl Committer {
                         groups.into_iter().for_each(|g| g.fail(storage_failure));
                         return Err(FatalError::State(e.to_string()));
                     }
+                }
+                if let Some(message) = &disk_full {
+                    Metrics::add(&self.metrics.submissions_rejected, 1);
+                    group.answer(slot, Err(SubmitError::DiskFull(message.clone())));
+                    continue;
                 }
                 let leaf = match encode_leaf(v.envelope.to_proto(), integrated_at) {
                     Ok(leaf) => Bytes::from(leaf),

@@ -21,13 +21,14 @@ use fairtrail_client::statement::Statement;
 use tokio::net::TcpListener;
 
 use crate::config::{check_origin, Config, Limits, DEFAULT_ORIGIN};
+use crate::diskspace::DiskGuard;
 use crate::http::{self, page::PageCache, HttpState};
 use crate::index::Index;
 use crate::ledger::Ledger;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::provenance::{Provenance, ProvenanceRpc};
-use crate::sequencer::{Sequencer, SequencerHandle};
+use crate::sequencer::{Guards, Sequencer, SequencerHandle};
 use crate::tiles::{Snapshot, TileStore, TileWriter};
 
 const KEY_FILE: &str = "log-key.pem";
@@ -44,6 +45,8 @@ pub struct Node {
     writer: TileWriter,
     /// Held for the node's life: a second node on the same directory would corrupt it.
     lock: fs::File,
+    /// Where the log and its indexes live, for the disk reserve.
+    dirs: Vec<PathBuf>,
 }
 
 /// Reads (or, for a new data directory, creates) the log key and origin. Safe to race with
@@ -151,12 +154,17 @@ impl Node {
         }
         let index = Index::open_with(&config.data_dir.join("index"), config.index)?;
         reconcile(&store, &index)?;
+        let dirs = ["log", "index", "index-state", "index-hashes"]
+            .iter()
+            .map(|d| config.data_dir.join(d))
+            .collect();
         Ok(Node {
             store,
             index,
             signer,
             writer,
             lock,
+            dirs,
         })
     }
 
@@ -168,14 +176,28 @@ impl Node {
         limits: &Limits,
     ) -> anyhow::Result<Started> {
         let verifier_key = self.signer.verifier().to_text();
+        // Measured once now, so that a start on a nearly full disk says so at once (in the
+        // log and at /metrics), then before each group commit.
+        let mut disk = DiskGuard::new(&self.dirs, limits.disk_reserve_mb);
+        Metrics::set(
+            &metrics.submissions_paused,
+            u64::from(disk.check().is_some()),
+        );
+        Metrics::set(&metrics.disk_free_bytes, disk.free().unwrap_or(0));
         let (sequencer, handle) = Sequencer::start(
             self.writer,
             self.index.clone(),
             self.signer,
             queue,
             metrics,
-            limits.admission.clone(),
-            RateLimiter::new(limits.rate_per_key, limits.rate_per_key.saturating_mul(5)),
+            Guards {
+                admission: limits.admission.clone(),
+                per_key: RateLimiter::new(
+                    limits.rate_per_key,
+                    limits.rate_per_key.saturating_mul(5),
+                ),
+                disk,
+            },
         )?;
         Ok(Started {
             sequencer,

@@ -199,6 +199,16 @@ impl TestNode {
         !listened
     }
 
+    /// Restarts the node (as [`TestNode::restart`]) with `args` in place of the extra flags it
+    /// was started with, for this start and the next.
+    pub async fn restart_with_args(&mut self, args: Vec<String>) {
+        if self.child.is_some() {
+            self.stop().await;
+        }
+        self.args = args;
+        self.restart().await;
+    }
+
     /// Starts the node again on the same data directory (stopping it gracefully first if it
     /// is running). It listens on a new port: take `url()` again.
     pub async fn restart(&mut self) {
