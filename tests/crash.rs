@@ -449,37 +449,154 @@ async fn sigkill_under_load_loses_nothing_acknowledged() {
     );
 }
 
-/// A write the disk refuses (the next checkpoint's file is made `/dev/full`, which answers
-/// every write "no space left on device") stops the write path: the submission of that batch
-/// is answered UNAVAILABLE, never with a receipt, and the node exits with an error. Restarted
-/// on a writable disk, it serves the log as it was at its last checkpoint, without the
-/// refused statement, which is then logged when sent again.
+/// A write the disk refuses stops the write path: the submission of that batch is answered
+/// UNAVAILABLE, never with a receipt, and the node exits with an error. Restarted on a
+/// writable disk, it serves the log as it was at its last checkpoint, without the refused
+/// statement, which is then logged when sent again. Here the next checkpoint's file is made
+/// `/dev/full`, which answers every write "no space left on device".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_the_disk_refuses_stops_the_node_and_acknowledges_nothing() {
+    refused_write(1, "No space left on device", |data_dir| {
+        let next = data_dir.join("log").join("checkpoint.tmp");
+        match std::fs::remove_file(&next) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("cannot remove {}: {e}", next.display()),
+        }
+        std::os::unix::fs::symlink("/dev/full", &next).expect("a symlink to /dev/full");
+        next
+    })
+    .await;
+}
+
+/// The same when the write refused is a tile's: the refused statement is the 256th entry, so
+/// its commit writes the log's first full entry bundle, and a directory stands where that
+/// file goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tile_the_disk_refuses_stops_the_node_and_acknowledges_nothing() {
+    refused_write(254, "Is a directory", |data_dir| {
+        let bundle = data_dir
+            .join("log")
+            .join("tile")
+            .join("entries")
+            .join("000");
+        std::fs::create_dir(&bundle).expect("a directory where the full bundle goes");
+        bundle
+    })
+    .await;
+}
+
+/// A write the index refuses: the entries it indexes are already durable and acknowledged,
+/// so they stay acknowledged; the node stops at its next commit (that batch answered
+/// UNAVAILABLE), and, restarted, rebuilds what the index lacks from the log. The statement-id
+/// index writes a run file per entry here (`--hash-run-entries 1`), and a directory stands
+/// where the run of the third entry goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_write_the_disk_refuses_stops_the_node_and_loses_nothing_acknowledged() {
+    let mut node =
+        TestNode::start_with_args(|_| {}, vec!["--hash-run-entries".into(), "1".into()]).await;
+    let log_key = node.verifier().await;
+    let key = generate_signing_key();
+    let mut client = node.client().await;
+    let mut acknowledged = Vec::new();
+    for envelope in [
+        declaration(&key, "producer whose index fails"),
+        harvest(&key, "lot 0"),
+    ] {
+        let answer = client.submit(envelope.clone()).await.expect("a receipt");
+        check_receipt(answer.receipt.as_ref().unwrap(), &envelope, &key, &log_key);
+        acknowledged.push(answer);
+    }
+    let run = node
+        .data_dir()
+        .join("index-hashes")
+        .join(format!("ids-{:020}-{:020}.run", 2, 3));
+    std::fs::create_dir(&run).expect("a directory where the next run goes");
+
+    // The entry whose index write fails is acknowledged: the applier writes behind the
+    // answers. The next submission, once the applier has failed, is refused before anything
+    // of it is written.
+    let third = harvest(&key, "lot 1");
+    let answer = client.submit(third.clone()).await.expect("a receipt");
+    check_receipt(answer.receipt.as_ref().unwrap(), &third, &key, &log_key);
+    acknowledged.push(answer);
+    let failed = Instant::now();
+    while !node.log_text().contains("writing the index failed") {
+        assert!(
+            failed.elapsed() < CALL_TIMEOUT,
+            "the index's failure was not logged:\n{}",
+            node.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = harvest(&key, "lot 2");
+    let error = client
+        .submit(refused.clone())
+        .await
+        .expect_err("a batch after the index failed is not acknowledged");
+    assert_eq!(error.code(), Some(Code::Unavailable), "{error}");
+    let status = node.exits().await;
+    assert_eq!(status.code(), Some(1), "the node ended with {status}");
+    let log = node.log_text();
+    assert!(
+        log.contains("writing the index failed") && log.contains("Is a directory"),
+        "the node's log does not say what failed:\n{log}"
+    );
+
+    std::fs::remove_dir(&run).expect("the directory removed");
+    node.restart().await;
+    let mut client = node.client().await;
+    let size = checkpoint(&mut client, &log_key).await.checkpoint.size;
+    assert_eq!(
+        size,
+        acknowledged.len() as u64,
+        "the log holds what was acknowledged, and not the refused batch"
+    );
+    for answer in &acknowledged {
+        let receipt = answer.receipt.as_ref().unwrap();
+        // Found by statement id: the index the failed run belonged to, rebuilt from the log.
+        let entry = client
+            .entry(Key::StatementId(receipt.statement_id.clone()))
+            .await
+            .expect("an acknowledged statement is found by its id");
+        assert_eq!(entry.index, receipt.index);
+        assert_eq!(
+            leaf_hash(&entry.leaf).as_slice(),
+            receipt.leaf_hash.as_slice()
+        );
+    }
+    let answer = client.submit(refused.clone()).await.expect("logged now");
+    check_receipt(answer.receipt.as_ref().unwrap(), &refused, &key, &log_key);
+    assert!(!answer.existing);
+    assert_eq!(answer.receipt.unwrap().index, size);
+}
+
+/// Logs a declaration and `harvests` harvests, has `refuse` make the disk refuse a write (it
+/// returns the path to remove to undo that), sends one more harvest and checks that nothing
+/// of it is acknowledged, that the node exits saying `why` in its log, and that the log
+/// restarted without the obstacle is as before.
+async fn refused_write(
+    harvests: usize,
+    why: &str,
+    refuse: impl FnOnce(&std::path::Path) -> std::path::PathBuf,
+) {
     let mut node = TestNode::start().await;
     let log_key = node.verifier().await;
     let key = generate_signing_key();
     let mut client = node.client().await;
     let mut before = Vec::new();
-    for envelope in [
-        declaration(&key, "producer on a full disk"),
-        harvest(&key, "lot 1"),
-    ] {
+    let envelopes = std::iter::once(declaration(&key, "producer on a refusing disk"))
+        .chain((0..harvests).map(|i| harvest(&key, &format!("lot {i}"))));
+    for envelope in envelopes {
         let answer = client.submit(envelope.clone()).await.expect("a receipt");
         check_receipt(answer.receipt.as_ref().unwrap(), &envelope, &key, &log_key);
         before.push(answer);
     }
     let size = checkpoint(&mut client, &log_key).await.checkpoint.size;
+    assert_eq!(size, harvests as u64 + 1);
 
-    // The file the next checkpoint is written to becomes the full device.
-    let next = node.data_dir().join("log").join("checkpoint.tmp");
-    match std::fs::remove_file(&next) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => panic!("cannot remove {}: {e}", next.display()),
-    }
-    std::os::unix::fs::symlink("/dev/full", &next).expect("a symlink to /dev/full");
-    let refused = harvest(&key, "lot 2");
+    let obstacle = refuse(node.data_dir());
+    let refused = harvest(&key, "the refused lot");
     let error = client
         .submit(refused.clone())
         .await
@@ -493,12 +610,16 @@ async fn a_write_the_disk_refuses_stops_the_node_and_acknowledges_nothing() {
     );
     let log = node.log_text();
     assert!(
-        log.contains("storage failure") && log.contains("No space left on device"),
-        "the node's log does not say what failed:\n{log}"
+        log.contains("storage failure") && log.contains(why),
+        "the node's log does not say what failed ({why}):\n{log}"
     );
 
     // On a writable disk again: the log as it was, without the refused statement.
-    std::fs::remove_file(&next).expect("the symlink removed");
+    if obstacle.is_dir() {
+        std::fs::remove_dir(&obstacle).expect("the directory removed");
+    } else {
+        std::fs::remove_file(&obstacle).expect("the file removed");
+    }
     node.restart().await;
     let mut client = node.client().await;
     let latest = checkpoint(&mut client, &log_key).await;

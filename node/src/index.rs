@@ -383,8 +383,9 @@ impl Index {
         queue.send(batch).map_err(|_| stopped())
     }
 
-    /// Fails if the applier thread has failed.
-    fn check_applier(&self) -> Result<(), IndexError> {
+    /// Fails if the applier thread has failed: the sequencer asks before it writes a batch,
+    /// so that a batch is not made durable only to be refused.
+    pub fn check_applier(&self) -> Result<(), IndexError> {
         match self.applier.shared.failure.lock() {
             Ok(failure) => match failure.as_ref() {
                 Some(reason) => Err(IndexError::Applier(reason.clone())),

@@ -626,6 +626,11 @@ impl Committer {
         if leaves.is_empty() {
             return Ok(self.writer.store().snapshot());
         }
+        // An index that can take no more writes stops the node at `apply_later` below; asked
+        // first, it does so before the batch is written. (Should the applier fail in between,
+        // the batch is durable but answered UNAVAILABLE, as when the node stops after a
+        // commit and before its answers: a caller who submits again gets the receipt.)
+        self.index.check_applier()?;
         let root = self.writer.append(leaves)?;
         let checkpoint = Checkpoint {
             origin: self.signer.name().to_owned(),
