@@ -167,8 +167,10 @@ async fn reads_are_served_through_a_flood_of_invalid_writes() {
 /// The disk reserve (`--disk-reserve-mb`): while free space is below it, a new statement is
 /// refused with RESOURCE_EXHAUSTED and nothing is appended, a statement already logged still
 /// gets its receipt, and reads go on; with the reserve met again, the statement is taken.
-/// (No disk has the exbibyte asked for here, so the reserve cannot be met; the guard's own
-/// tests cover a disk filling and being freed while the node runs.)
+/// (No disk has the exbibyte asked for here, so the reserve cannot be met. A disk filling and
+/// being freed while the node runs, with free space faked, is
+/// `server::tests::a_filling_disk_stops_new_statements_and_space_freed_lets_them_in` in the
+/// node's crate.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn below_the_disk_reserve_new_statements_wait_and_reads_go_on() {
     let mut node = TestNode::start().await;

@@ -131,8 +131,8 @@ pub struct Settings {
     #[arg(long, env = "FAIRTRAIL_TLS_KEY", global = true, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Mebibytes of disk space kept free: while the file system holding the log or an index
-    /// has less, the node refuses new submissions (RESOURCE_EXHAUSTED) and goes on serving
-    /// reads, until space is freed; 0 turns this off [default: 256].
+    /// has less, the node refuses new statements (RESOURCE_EXHAUSTED), answers those already
+    /// logged and goes on serving reads, until space is freed; 0 turns this off [default: 256].
     #[arg(long, env = "FAIRTRAIL_DISK_RESERVE_MB", global = true)]
     pub disk_reserve_mb: Option<u64>,
     /// Seconds a unary request may take before it is cancelled [default: 30].

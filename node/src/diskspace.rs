@@ -1,6 +1,6 @@
 //! The disk reserve: the sequencer takes no new entries while the file system holding the
-//! log or its indexes has less free space than the reserve, and takes them again by itself
-//! once space is freed. Reads go on all the while.
+//! log or one of its indexes has less free space than the reserve, and takes them again by
+//! itself once space is freed. Reads go on all the while.
 //!
 //! A write refused for want of space is fatal to the sequencer (the disk may then be ahead of
 //! the checkpoint; SPEC.md 9.3), and a node on a full disk cannot even start again: opening
@@ -9,49 +9,91 @@
 //! refuses new ones with `RESOURCE_EXHAUSTED`, which tells producers to try again later.
 //! What it keeps back also lets the node stop and start again cleanly (the indexes write
 //! what they hold in memory at shutdown, and sled writes at open).
+//!
+//! Free space is measured before each group commit (and every second while none runs), and
+//! each statement the commit takes is charged what it will cost on disk
+//! ([`entry_cost`]), so that a commit never writes into the reserve. Writes that follow
+//! commits are not charged: the index's own writes behind the answers (a few hundred bytes
+//! an entry) and its merges, which rewrite runs into new files before deleting the old (up to
+//! the size of the two runs merged; a merge that finds no room fails harmlessly, its sources
+//! kept, SPEC.md 10.6.1).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-/// The default reserve, in mebibytes: well over what one group commit (at most 4,096
-/// entries of at most 64 KiB, 256 MiB in the worst case, a few MiB in practice) and a
-/// shutdown and restart write.
+/// The default reserve, in mebibytes.
 pub const DEFAULT_RESERVE_MB: u64 = 256;
 
-/// Space below the reserve, as last measured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Low {
-    /// The directory on the fullest file system.
-    pub dir: PathBuf,
-    pub free: u64,
-    pub reserve: u64,
+/// Free inodes below which a file system counts as full too (where it counts inodes): the log
+/// creates two files every 256 entries and a directory every 256 more.
+const MIN_FREE_INODES: u64 = 4096;
+
+/// What one more entry costs on disk at most, beyond its leaf's two copies (in the partial
+/// bundle's tail file, then in the full bundle): tree hashes and the index's records, with
+/// room to spare.
+const ENTRY_OVERHEAD: u64 = 2048;
+
+/// What a new entry of `leaf_len` bytes is charged against the free space.
+pub fn entry_cost(leaf_len: usize) -> u64 {
+    (leaf_len as u64)
+        .saturating_mul(2)
+        .saturating_add(ENTRY_OVERHEAD)
 }
 
-impl Low {
-    /// What a refused submitter is told.
-    pub fn message(&self) -> String {
-        format!(
-            "the node's disk is nearly full ({} free, {} kept in reserve): it takes no new \
-             entries until its operator frees space; reads go on, and a statement already \
-             logged still gets its receipt. Submit again later",
-            mib(self.free),
-            mib(self.reserve),
-        )
+/// Free space on one file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Space {
+    /// Bytes available to the node's user (statvfs `f_bavail` blocks of `f_frsize` bytes).
+    pub bytes: u64,
+    /// Inodes available to it, where the file system counts them (`None` where it does not,
+    /// reporting a total of 0).
+    pub inodes: Option<u64>,
+}
+
+/// How free space is measured on the file system holding a path.
+pub(crate) type Measure = fn(&Path) -> std::io::Result<Space>;
+
+/// Free space on the file system holding `path`.
+fn statvfs(path: &Path) -> std::io::Result<Space> {
+    let stats = rustix::fs::statvfs(path)?;
+    Ok(Space {
+        bytes: stats.f_bavail.saturating_mul(stats.f_frsize),
+        inodes: (stats.f_files > 0).then_some(stats.f_favail),
+    })
+}
+
+/// The room a group commit has, as measured before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    /// Free bytes on the fullest file system; `None` if none could be measured.
+    pub free: Option<u64>,
+    /// The reserve, in bytes (0: none).
+    pub reserve: u64,
+    /// Whether some file system has fewer free inodes than the node keeps.
+    pub inodes_short: bool,
+}
+
+impl Room {
+    /// Whether `bytes` more may be written and leave the reserve free. Always, without a
+    /// reserve or a measurement.
+    pub fn allows(&self, bytes: u64) -> bool {
+        if self.reserve == 0 {
+            return true;
+        }
+        match self.free {
+            Some(free) => !self.inodes_short && free.saturating_sub(bytes) >= self.reserve,
+            None => true,
+        }
     }
 }
 
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
-
-/// How free space is measured: bytes available to the node's user on the file system of a
-/// path (statvfs `f_bavail` blocks of `f_frsize` bytes).
-pub type Measure = fn(&Path) -> std::io::Result<u64>;
-
-/// Free space on the file system holding `path`.
-pub fn available(path: &Path) -> std::io::Result<u64> {
-    let stats = rustix::fs::statvfs(path)?;
-    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+/// What a submitter refused for want of room is told. The figures go to the node's log and
+/// `/metrics`, not to whoever submits.
+pub fn refusal() -> String {
+    "the node's disk is nearly full: it takes no new statements until its operator frees \
+     space (reads go on, and a statement already logged still gets its receipt); submit \
+     again later"
+        .to_owned()
 }
 
 /// Watches the free space of the data directory's file systems against the reserve.
@@ -60,26 +102,30 @@ pub struct DiskGuard {
     dirs: Vec<PathBuf>,
     reserve: u64,
     measure: Measure,
-    /// The last measurement below the reserve, if the last one was.
-    low: Option<Low>,
-    /// The least free space at the last measurement, for `/metrics`.
-    free: Option<u64>,
+    /// Whether the last check found the room short of the reserve.
+    short: bool,
+    /// Directories whose file system could not be measured, said once each in the log.
+    unmeasured: HashSet<PathBuf>,
 }
 
 impl DiskGuard {
-    /// A guard over `dirs` (those that do not exist are left out; two on one file system are
-    /// measured once). A reserve of 0 turns the guard off.
+    /// A guard over `dirs`; two on one file system are measured once. A reserve of 0 refuses
+    /// nothing (the space is still measured, for `/metrics`).
     pub fn new(dirs: &[PathBuf], reserve_mb: u64) -> DiskGuard {
-        Self::with_measure(dirs, reserve_mb, available)
+        Self::with_measure(dirs, reserve_mb, statvfs)
     }
 
-    pub fn with_measure(dirs: &[PathBuf], reserve_mb: u64, measure: Measure) -> DiskGuard {
+    /// [`DiskGuard::new`], measuring with `measure`.
+    pub(crate) fn with_measure(dirs: &[PathBuf], reserve_mb: u64, measure: Measure) -> DiskGuard {
         let mut devices = HashSet::new();
         let dirs = dirs
             .iter()
             .filter(|dir| match rustix::fs::stat(dir.as_path()) {
                 Ok(stat) => devices.insert(stat.st_dev),
-                Err(_) => false,
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot find this directory: the disk reserve leaves its file system out");
+                    false
+                }
             })
             .cloned()
             .collect();
@@ -87,58 +133,59 @@ impl DiskGuard {
             dirs,
             reserve: reserve_mb.saturating_mul(1024 * 1024),
             measure,
-            low: None,
-            free: None,
+            short: false,
+            unmeasured: HashSet::new(),
         }
     }
 
-    /// Measures again. Returns the shortfall if free space is below the reserve; logs each
-    /// change between the two states once. A file system that cannot be measured does not
-    /// stop writes: if it is truly broken, the write itself fails and says why.
-    pub fn check(&mut self) -> Option<&Low> {
-        if self.reserve == 0 {
-            return None;
-        }
-        let mut least: Option<(u64, &PathBuf)> = None;
+    /// Measures again, and logs each change between enough room and too little once. A file
+    /// system that cannot be measured does not stop writes (if it is truly broken, the write
+    /// itself fails and says why); that it cannot is logged once.
+    pub fn check(&mut self) -> Room {
+        let mut fullest: Option<(Space, &PathBuf)> = None;
+        let mut inodes_short = false;
         for dir in &self.dirs {
             match (self.measure)(dir) {
-                Ok(free) if least.is_none_or(|(l, _)| free < l) => least = Some((free, dir)),
-                Ok(_) => {}
+                Ok(space) => {
+                    self.unmeasured.remove(dir);
+                    inodes_short |= space.inodes.is_some_and(|n| n < MIN_FREE_INODES);
+                    if fullest.is_none_or(|(least, _)| space.bytes < least.bytes) {
+                        fullest = Some((space, dir));
+                    }
+                }
                 Err(e) => {
-                    tracing::debug!(dir = %dir.display(), error = %e, "cannot measure free space")
+                    if self.unmeasured.insert(dir.clone()) {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot measure the free space of this directory's file system; the disk reserve does not count it");
+                    }
                 }
             }
         }
-        self.free = least.map(|(free, _)| free);
-        let low = least
-            .filter(|(free, _)| *free < self.reserve)
-            .map(|(free, dir)| Low {
-                dir: dir.clone(),
-                free,
-                reserve: self.reserve,
-            });
-        match (&self.low, &low) {
-            (None, Some(now)) => tracing::warn!(
-                dir = %now.dir.display(),
-                free_bytes = now.free,
-                reserve_bytes = now.reserve,
-                "disk nearly full: new submissions are refused until space is freed; reads go on"
-            ),
-            (Some(_), None) => tracing::info!(
-                free_bytes = self.free.unwrap_or(0),
+        let room = Room {
+            free: fullest.map(|(space, _)| space.bytes),
+            reserve: self.reserve,
+            inodes_short,
+        };
+        let short = !room.allows(0);
+        match (self.short, short, fullest) {
+            (false, true, Some((space, dir))) => tracing::warn!(
+                dir = %dir.display(),
+                free_bytes = space.bytes,
+                free_inodes = space.inodes,
                 reserve_bytes = self.reserve,
-                "free space is above the reserve again: new submissions are taken"
+                "disk nearly full: new statements are refused until space is freed; reads go on"
             ),
+            (true, false, Some((space, _))) => tracing::info!(
+                free_bytes = space.bytes,
+                reserve_bytes = self.reserve,
+                "free space is above the reserve again: new statements are taken"
+            ),
+            (true, false, None) => {
+                tracing::warn!("free space can no longer be measured: new statements are taken")
+            }
             _ => {}
         }
-        self.low = low;
-        self.low.as_ref()
-    }
-
-    /// Free bytes on the fullest file system at the last check (`None` before the first, or
-    /// when nothing could be measured).
-    pub fn free(&self) -> Option<u64> {
-        self.free
+        self.short = short;
+        room
     }
 }
 
@@ -150,9 +197,10 @@ mod tests {
 
     const MIB: u64 = 1024 * 1024;
 
-    // The free space the fake measurement reports, per test (tests run in parallel).
+    // What the fake measurements report, one static per test (tests run in parallel).
     static FREE_A: AtomicU64 = AtomicU64::new(0);
     static FREE_B: AtomicU64 = AtomicU64::new(0);
+    static INODES_C: AtomicU64 = AtomicU64::new(0);
 
     fn dirs() -> (tempfile::TempDir, Vec<PathBuf>) {
         let root = tempfile::tempdir().expect("a temporary directory");
@@ -163,58 +211,82 @@ mod tests {
         (root, dirs)
     }
 
+    fn bytes(bytes: u64) -> std::io::Result<Space> {
+        Ok(Space {
+            bytes,
+            inodes: None,
+        })
+    }
+
     #[test]
     fn writes_stop_below_the_reserve_and_resume_once_space_is_freed() {
         let (_root, dirs) = dirs();
-        let mut guard = DiskGuard::with_measure(&dirs, 256, |_| Ok(FREE_A.load(Ordering::SeqCst)));
+        let mut guard =
+            DiskGuard::with_measure(&dirs, 256, |_| bytes(FREE_A.load(Ordering::SeqCst)));
         FREE_A.store(300 * MIB, Ordering::SeqCst);
-        assert_eq!(guard.check(), None);
-        assert_eq!(guard.free(), Some(300 * MIB));
+        let room = guard.check();
+        assert!(room.allows(0) && room.allows(44 * MIB));
+        assert!(
+            !room.allows(44 * MIB + 1),
+            "a commit may not write into the reserve"
+        );
+        assert_eq!(room.free, Some(300 * MIB));
 
         FREE_A.store(256 * MIB - 1, Ordering::SeqCst);
-        let low = guard.check().cloned().expect("one byte below the reserve");
-        assert_eq!((low.free, low.reserve), (256 * MIB - 1, 256 * MIB));
+        assert!(!guard.check().allows(0), "one byte below the reserve");
         assert!(
-            low.message().contains("256.0 MiB kept in reserve"),
-            "{}",
-            low.message()
-        );
-        assert!(
-            guard.check().is_some(),
-            "it stays refused while the disk is as full"
+            !guard.check().allows(0),
+            "refused while the disk is as full"
         );
 
         FREE_A.store(256 * MIB, Ordering::SeqCst);
-        assert_eq!(guard.check(), None, "exactly the reserve free is enough");
+        assert!(
+            guard.check().allows(0),
+            "exactly the reserve free is enough"
+        );
     }
 
     #[test]
     fn the_fullest_file_system_decides_and_a_zero_reserve_never_refuses() {
         let (_root, dirs) = dirs();
         // The two directories are on one file system, so only one is measured.
-        let guard = DiskGuard::with_measure(&dirs, 1, |_| Ok(0));
+        let guard = DiskGuard::with_measure(&dirs, 1, |_| bytes(0));
         assert_eq!(guard.dirs.len(), 1);
 
-        let mut guard = DiskGuard::with_measure(&dirs, 0, |_| Ok(0));
-        assert_eq!(guard.check(), None, "a reserve of 0 turns the guard off");
+        let mut guard = DiskGuard::with_measure(&dirs, 0, |_| bytes(0));
+        let room = guard.check();
+        assert!(room.allows(u64::MAX), "a reserve of 0 turns the guard off");
+        assert_eq!(room.free, Some(0), "but the space is still measured");
 
         // Measured per directory as if on two file systems: the one with less space decides.
-        let mut guard = DiskGuard::with_measure(&dirs, 10, |_| Ok(0));
+        let mut guard = DiskGuard::with_measure(&dirs, 10, |_| bytes(0));
         guard.dirs = dirs.clone();
         guard.measure = |dir| {
-            Ok(if dir.ends_with("index") {
+            bytes(if dir.ends_with("index") {
                 FREE_B.load(Ordering::SeqCst)
             } else {
                 100 * MIB
             })
         };
         FREE_B.store(5 * MIB, Ordering::SeqCst);
-        let low = guard
-            .check()
-            .cloned()
-            .expect("the index's file system is short");
-        assert!(low.dir.ends_with("index"));
-        assert_eq!(guard.free(), Some(5 * MIB));
+        let room = guard.check();
+        assert!(!room.allows(0), "the index's file system is short");
+        assert_eq!(room.free, Some(5 * MIB));
+    }
+
+    #[test]
+    fn too_few_free_inodes_stop_writes_too() {
+        let (_root, dirs) = dirs();
+        let mut guard = DiskGuard::with_measure(&dirs, 1, |_| {
+            Ok(Space {
+                bytes: 1 << 40,
+                inodes: Some(INODES_C.load(Ordering::SeqCst)),
+            })
+        });
+        INODES_C.store(MIN_FREE_INODES - 1, Ordering::SeqCst);
+        assert!(!guard.check().allows(0));
+        INODES_C.store(MIN_FREE_INODES, Ordering::SeqCst);
+        assert!(guard.check().allows(0));
     }
 
     #[test]
@@ -223,10 +295,10 @@ mod tests {
         let mut guard = DiskGuard::with_measure(&dirs, 256, |_| {
             Err(std::io::Error::other("statvfs refused"))
         });
-        assert_eq!(guard.check(), None);
-        assert_eq!(guard.free(), None);
-        let missing =
-            DiskGuard::with_measure(&[PathBuf::from("/nonexistent/fairtrail")], 1, available);
+        let room = guard.check();
+        assert!(room.allows(u64::MAX));
+        assert_eq!(room.free, None);
+        let missing = DiskGuard::new(&[PathBuf::from("/nonexistent/fairtrail")], 1);
         assert!(
             missing.dirs.is_empty(),
             "a directory that does not exist is left out"
@@ -236,11 +308,18 @@ mod tests {
     #[test]
     fn the_real_measurement_reads_this_file_system() {
         let (_root, dirs) = dirs();
-        let free = available(&dirs[0]).expect("statvfs works on a temporary directory");
+        let space = statvfs(&dirs[0]).expect("statvfs works on a temporary directory");
+        assert!(space.bytes > 0);
         // An impossible reserve is never met; none is always met.
-        let mut guard = DiskGuard::new(&dirs, u64::MAX / (1024 * 1024));
-        let low = guard.check().cloned().expect("no disk has exabytes free");
-        assert!(low.free > 0 && free > 0);
-        assert!(DiskGuard::new(&dirs, 0).check().is_none());
+        let room = DiskGuard::new(&dirs, u64::MAX / (1024 * 1024)).check();
+        assert!(!room.allows(0), "no disk has exabytes free");
+        assert!(room.free.is_some_and(|free| free > 0));
+        assert!(DiskGuard::new(&dirs, 0).check().allows(0));
+    }
+
+    #[test]
+    fn an_entry_is_charged_its_leaf_twice_and_its_overhead() {
+        assert_eq!(entry_cost(500), 3048);
+        assert_eq!(entry_cost(usize::MAX), u64::MAX);
     }
 }

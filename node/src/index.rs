@@ -263,6 +263,16 @@ impl Index {
         Self::open_with(path, IndexOptions::default())
     }
 
+    /// The directories of the index at `path`: sled's, the state store's and the hash
+    /// indexes'.
+    pub fn directories(path: &Path) -> [PathBuf; 3] {
+        [
+            path.to_owned(),
+            beside(path, "-state"),
+            beside(path, "-hashes"),
+        ]
+    }
+
     /// Opens the index at `path` (sled there, the hash indexes beside it).
     pub fn open_with(path: &Path, options: IndexOptions) -> Result<Self, IndexError> {
         remove_unfinished_snapshots(path)?;
@@ -272,9 +282,9 @@ impl Index {
             .open()?;
         let tree = db.open_tree("index")?;
         let applied = sled_applied(&tree)?;
-        let hashes = beside(path, "-hashes");
+        let [_, state, hashes] = Self::directories(path);
         let stores = Stores {
-            state: StateStore::open(&beside(path, "-state"), applied, options.state_run_bytes)?,
+            state: StateStore::open(&state, applied, options.state_run_bytes)?,
             db,
             tree,
             ids: HashIndex::open_with(&hashes, "ids", options.hash_run_entries)?,

@@ -25,9 +25,11 @@ pub struct Metrics {
     pub commits: AtomicU64,
     pub committed_entries: AtomicU64,
     pub commit_micros_total: AtomicU64,
-    /// Free bytes on the fullest file system of the data directory, at the last group commit.
+    /// Free bytes on the fullest file system of the data directory, at the last measurement
+    /// (if `disk_free_measured` is 1).
     pub disk_free_bytes: AtomicU64,
-    /// 1 while new submissions are refused for want of disk space (`--disk-reserve-mb`).
+    pub disk_free_measured: AtomicU64,
+    /// 1 while new statements are refused for want of disk space (`--disk-reserve-mb`).
     pub submissions_paused: AtomicU64,
     http: [[AtomicU64; 4]; 7],
 }
@@ -113,13 +115,17 @@ impl Metrics {
         metric(
             "fairtrail_disk_free_bytes",
             "gauge",
-            "Free bytes on the fullest file system holding the log or its indexes, measured at each group commit.",
-            vec![(String::new(), get(&self.disk_free_bytes))],
+            "Free bytes on the fullest file system holding the log or its indexes, measured at start, before each group commit and every second while idle.",
+            if get(&self.disk_free_measured) == 1 {
+                vec![(String::new(), get(&self.disk_free_bytes))]
+            } else {
+                Vec::new()
+            },
         );
         metric(
             "fairtrail_submissions_paused",
             "gauge",
-            "1 while new submissions are refused because free disk space is below the reserve.",
+            "1 while new statements are refused because free disk space is below the reserve.",
             vec![(String::new(), get(&self.submissions_paused))],
         );
         let mut lines = Vec::new();

@@ -34,7 +34,7 @@ use fairtrail_client::rules::{self, statement_index, Overlay, Position, RuleErro
 use fairtrail_client::statement::{now_ms, Statement, StatementError};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::diskspace::DiskGuard;
+use crate::diskspace::{self, DiskGuard, Room};
 use crate::index::{Index, IndexError};
 use crate::limits::{AdmissionPolicy, RateLimiter};
 use crate::metrics::Metrics;
@@ -42,6 +42,8 @@ use crate::tiles::{Snapshot, StoreError, TileStore, TileWriter};
 
 /// The most submissions verified or committed together.
 pub const MAX_BATCH: usize = 4096;
+/// How often an idle committer measures the free disk space.
+const DISK_CHECK_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why a submission was not logged.
 #[derive(Debug, thiserror::Error)]
@@ -255,8 +257,10 @@ impl Sequencer {
         let Guards {
             admission,
             per_key,
-            disk,
+            mut disk,
         } = guards;
+        // Measured once now, so that a start on a nearly full disk says so at once.
+        record_room(&metrics, &disk.check());
         let (tx, rx) = mpsc::channel(queue.max(1));
         let (verified_tx, verified_rx) = std_mpsc::sync_channel::<Vec<Group>>(4);
         let (fatal_tx, fatal) = oneshot::channel();
@@ -381,6 +385,13 @@ fn verify_loop(
     }
 }
 
+/// Shows the room measured before a commit at `/metrics`.
+fn record_room(metrics: &Metrics, room: &Room) {
+    Metrics::set(&metrics.submissions_paused, u64::from(!room.allows(0)));
+    Metrics::set(&metrics.disk_free_measured, u64::from(room.free.is_some()));
+    Metrics::set(&metrics.disk_free_bytes, room.free.unwrap_or(0));
+}
+
 /// Decodes an envelope and its statement: everything checkable without the log's state.
 fn decode(
     wire: proto::Envelope,
@@ -421,7 +432,17 @@ enum FatalError {
 
 impl Committer {
     fn run(mut self, rx: std_mpsc::Receiver<Vec<Group>>, fatal: oneshot::Sender<String>) {
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = match rx.recv_timeout(DISK_CHECK_IDLE) {
+                Ok(first) => first,
+                // Idle: the disk is measured all the same, so that `/metrics` and the log say
+                // when it fills up or is freed before anyone submits.
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                    record_room(&self.metrics, &self.disk.check());
+                    continue;
+                }
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            };
             let mut batch = first;
             let mut count: usize = batch.iter().map(|g| g.verified.len()).sum();
             while count < MAX_BATCH {
@@ -460,16 +481,11 @@ impl Committer {
         // Every statement of the batch sees the effects of those before it.
         let mut state = Overlay::new(&index);
         let storage_failure = || SubmitError::Unavailable("storage failure".into());
-        // Below the disk reserve, statements already logged are still answered; new ones
-        // are refused before anything is written.
-        let disk_full = self.disk.check().map(|low| low.message());
-        Metrics::set(
-            &self.metrics.submissions_paused,
-            u64::from(disk_full.is_some()),
-        );
-        if let Some(free) = self.disk.free() {
-            Metrics::set(&self.metrics.disk_free_bytes, free);
-        }
+        // Each new entry is charged what it costs on disk: no commit writes into the disk
+        // reserve. Statements already logged cost nothing and are answered as ever.
+        let room = self.disk.check();
+        record_room(&self.metrics, &room);
+        let mut charged: u64 = 0;
 
         // 1. Deduplicate against the log and within the batch, check the ledger rules, and
         //    encode the new leaves.
@@ -489,11 +505,6 @@ impl Committer {
                         return Err(FatalError::State(e.to_string()));
                     }
                 }
-                if let Some(message) = &disk_full {
-                    Metrics::add(&self.metrics.submissions_rejected, 1);
-                    group.answer(slot, Err(SubmitError::DiskFull(message.clone())));
-                    continue;
-                }
                 let leaf = match encode_leaf(v.envelope.to_proto(), integrated_at) {
                     Ok(leaf) => Bytes::from(leaf),
                     Err(e) => {
@@ -504,6 +515,12 @@ impl Committer {
                 if let Err(message) = self.admission.check(&v.envelope, &v.statement) {
                     Metrics::add(&self.metrics.submissions_rejected, 1);
                     group.answer(slot, Err(SubmitError::NotAdmitted(message)));
+                    continue;
+                }
+                let cost = diskspace::entry_cost(leaf.len());
+                if !room.allows(charged.saturating_add(cost)) {
+                    Metrics::add(&self.metrics.submissions_rejected, 1);
+                    group.answer(slot, Err(SubmitError::DiskFull(diskspace::refusal())));
                     continue;
                 }
                 if !self.per_key.allow(&v.statement.issuer, 1) {
@@ -534,6 +551,7 @@ impl Committer {
                         continue;
                     }
                 }
+                charged = charged.saturating_add(cost);
                 let hash = leaf_hash(&leaf);
                 leaf_hashes.push((hash, at.index));
                 leaves.push(leaf.clone());

@@ -154,9 +154,8 @@ impl Node {
         }
         let index = Index::open_with(&config.data_dir.join("index"), config.index)?;
         reconcile(&store, &index)?;
-        let dirs = ["log", "index", "index-state", "index-hashes"]
-            .iter()
-            .map(|d| config.data_dir.join(d))
+        let dirs = std::iter::once(config.data_dir.join("log"))
+            .chain(Index::directories(&config.data_dir.join("index")))
             .collect();
         Ok(Node {
             store,
@@ -175,15 +174,19 @@ impl Node {
         metrics: Arc<Metrics>,
         limits: &Limits,
     ) -> anyhow::Result<Started> {
+        let disk = DiskGuard::new(&self.dirs, limits.disk_reserve_mb);
+        self.start_with_disk(queue, metrics, limits, disk)
+    }
+
+    /// [`Node::start`], with the disk reserve watched by `disk`.
+    pub(crate) fn start_with_disk(
+        self,
+        queue: usize,
+        metrics: Arc<Metrics>,
+        limits: &Limits,
+        disk: DiskGuard,
+    ) -> anyhow::Result<Started> {
         let verifier_key = self.signer.verifier().to_text();
-        // Measured once now, so that a start on a nearly full disk says so at once (in the
-        // log and at /metrics), then before each group commit.
-        let mut disk = DiskGuard::new(&self.dirs, limits.disk_reserve_mb);
-        Metrics::set(
-            &metrics.submissions_paused,
-            u64::from(disk.check().is_some()),
-        );
-        Metrics::set(&metrics.disk_free_bytes, disk.free().unwrap_or(0));
         let (sequencer, handle) = Sequencer::start(
             self.writer,
             self.index.clone(),
@@ -550,3 +553,6 @@ pub async fn run(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -202,9 +202,6 @@ impl TestNode {
     /// Restarts the node (as [`TestNode::restart`]) with `args` in place of the extra flags it
     /// was started with, for this start and the next.
     pub async fn restart_with_args(&mut self, args: Vec<String>) {
-        if self.child.is_some() {
-            self.stop().await;
-        }
         self.args = args;
         self.restart().await;
     }
