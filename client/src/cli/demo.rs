@@ -731,7 +731,9 @@ async fn write_chain(w: &mut Writer) -> anyhow::Result<Chain> {
         &[&retailer.key],
     )
     .await?;
-    let batch = format!("L{}", now_ms() / 1000 % 100_000_000);
+    // From the clock in milliseconds: two demos on one node, even a second apart, bind
+    // different batches (a batch is bound once). 11 characters, within GS1's 20 for AI 10.
+    let batch = format!("L{}", now_ms() % 10_000_000_000);
     let gtin = "09506000134352";
     let label = header(
         &retailer,
