@@ -507,10 +507,25 @@ async fn an_index_write_the_disk_refuses_stops_the_node_and_loses_nothing_acknow
         check_receipt(answer.receipt.as_ref().unwrap(), &envelope, &key, &log_key);
         acknowledged.push(answer);
     }
-    let run = node
-        .data_dir()
-        .join("index-hashes")
-        .join(format!("ids-{:020}-{:020}.run", 2, 3));
+    // Once the index holds the first two entries in runs of their own (the applier writes
+    // pending batches together when it lags), the next run is exactly `ids-2-3`.
+    let hashes = node.data_dir().join("index-hashes");
+    let written = Instant::now();
+    while !std::fs::read_dir(&hashes)
+        .expect("the hash indexes' directory")
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("ids-") && name.ends_with(&format!("-{:020}.run", 2))
+        })
+    {
+        assert!(
+            written.elapsed() < CALL_TIMEOUT,
+            "no statement-id run ends at entry 2"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let run = hashes.join(format!("ids-{:020}-{:020}.run", 2, 3));
     std::fs::create_dir(&run).expect("a directory where the next run goes");
 
     // The entry whose index write fails is acknowledged: the applier writes behind the

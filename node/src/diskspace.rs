@@ -11,12 +11,17 @@
 //! what they hold in memory at shutdown, and sled writes at open).
 //!
 //! Free space is measured before each group commit (and every second while none runs), and
-//! each statement the commit takes is charged what it will cost on disk
-//! ([`entry_cost`]), so that a commit never writes into the reserve. Writes that follow
-//! commits are not charged: the index's own writes behind the answers (a few hundred bytes
-//! an entry) and its merges, which rewrite runs into new files before deleting the old (up to
-//! the size of the two runs merged; a merge that finds no room fails harmlessly, its sources
-//! kept, SPEC.md 10.6.1).
+//! the commit is charged what it will write: each entry its [`entry_cost`], and the commit
+//! itself its [`commit_cost`] (the leaves of the partial bundle written before it, which go
+//! to disk again when the bundle completes, and a hash tile), so that a commit does not
+//! write into the reserve. The index's merges are not charged: they write a merged run
+//! before deleting its sources (up to the size of the two runs merged), and a merge that
+//! finds no room fails harmlessly, its sources kept (SPEC.md 10.6.1).
+//!
+//! Once short of the reserve, the guard takes new statements again only when the reserve
+//! and a margin are free ([`DiskGuard::check`]), so that a disk hovering at the reserve
+//! (the index's merges write, then delete) does not flip between the two states every
+//! second.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -29,15 +34,32 @@ pub const DEFAULT_RESERVE_MB: u64 = 256;
 const MIN_FREE_INODES: u64 = 4096;
 
 /// What one more entry costs on disk at most, beyond its leaf's two copies (in the partial
-/// bundle's tail file, then in the full bundle): tree hashes and the index's records, with
-/// room to spare.
+/// bundle's tail file, then in the full bundle): its hash in the tiles, its records in the
+/// index (written behind the answers), and blocks part-filled, with room to spare.
 const ENTRY_OVERHEAD: u64 = 2048;
+
+/// A full hash tile (256 hashes of 32 bytes).
+const HASH_TILE_BYTES: u64 = 8192;
+
+/// The least margin above the reserve a short guard waits for (else a 64th of the reserve).
+const MIN_MARGIN: u64 = 1024 * 1024;
+
+/// The largest leaf (a tlog-tiles entry holds at most 65535 bytes).
+const MAX_LEAF: usize = 65_535;
 
 /// What a new entry of `leaf_len` bytes is charged against the free space.
 pub fn entry_cost(leaf_len: usize) -> u64 {
     (leaf_len as u64)
         .saturating_mul(2)
         .saturating_add(ENTRY_OVERHEAD)
+}
+
+/// What a group commit that appends is charged besides its entries: the `partial_bundle`
+/// bytes already in the log's partial bundle, written again (as the full bundle) by the
+/// commit that completes it, or (the first after a restart) to a new tail file, and a full
+/// hash tile.
+pub fn commit_cost(partial_bundle: u64) -> u64 {
+    partial_bundle.saturating_add(HASH_TILE_BYTES)
 }
 
 /// Free space on one file system.
@@ -67,13 +89,20 @@ fn statvfs(path: &Path) -> std::io::Result<Space> {
 pub struct Room {
     /// Free bytes on the fullest file system; `None` if none could be measured.
     pub free: Option<u64>,
-    /// The reserve, in bytes (0: none).
+    /// The reserve in force, in bytes (0: none): the configured one, and while the guard is
+    /// short, a margin above it.
     pub reserve: u64,
     /// Whether some file system has fewer free inodes than the node keeps.
     pub inodes_short: bool,
 }
 
 impl Room {
+    /// Whether the room is short: not even an entry of the largest size fits above the
+    /// reserve.
+    pub fn short(&self) -> bool {
+        !self.allows(entry_cost(MAX_LEAF))
+    }
+
     /// Whether `bytes` more may be written and leave the reserve free. Always, without a
     /// reserve or a measurement.
     pub fn allows(&self, bytes: u64) -> bool {
@@ -160,12 +189,18 @@ impl DiskGuard {
                 }
             }
         }
+        // Short, the guard asks for a margin more before it takes statements again.
+        let margin = if self.short && self.reserve > 0 {
+            (self.reserve / 64).max(MIN_MARGIN)
+        } else {
+            0
+        };
         let room = Room {
             free: fullest.map(|(space, _)| space.bytes),
-            reserve: self.reserve,
+            reserve: self.reserve.saturating_add(margin),
             inodes_short,
         };
-        let short = !room.allows(0);
+        let short = room.short();
         match (self.short, short, fullest) {
             (false, true, Some((space, dir))) => tracing::warn!(
                 dir = %dir.display(),
@@ -177,6 +212,7 @@ impl DiskGuard {
             (true, false, Some((space, _))) => tracing::info!(
                 free_bytes = space.bytes,
                 reserve_bytes = self.reserve,
+                margin_bytes = margin,
                 "free space is above the reserve again: new statements are taken"
             ),
             (true, false, None) => {
@@ -232,6 +268,15 @@ mod tests {
         );
         assert_eq!(room.free, Some(300 * MIB));
 
+        // Short once the largest entry no longer fits above the reserve.
+        FREE_A.store(256 * MIB + entry_cost(MAX_LEAF), Ordering::SeqCst);
+        assert!(!guard.check().short());
+        FREE_A.store(256 * MIB + entry_cost(MAX_LEAF) - 1, Ordering::SeqCst);
+        let room = guard.check();
+        assert!(
+            room.short() && room.allows(entry_cost(100)),
+            "small entries still fit"
+        );
         FREE_A.store(256 * MIB - 1, Ordering::SeqCst);
         assert!(!guard.check().allows(0), "one byte below the reserve");
         assert!(
@@ -239,10 +284,22 @@ mod tests {
             "refused while the disk is as full"
         );
 
-        FREE_A.store(256 * MIB, Ordering::SeqCst);
+        // Short, it waits for a margin (4 MiB, a 64th of 256) above the reserve.
+        FREE_A.store(256 * MIB + entry_cost(MAX_LEAF), Ordering::SeqCst);
+        let room = guard.check();
         assert!(
-            guard.check().allows(0),
-            "exactly the reserve free is enough"
+            room.short() && !room.allows(0),
+            "just above the reserve is not enough"
+        );
+        FREE_A.store(260 * MIB + entry_cost(MAX_LEAF), Ordering::SeqCst);
+        assert!(
+            !guard.check().short(),
+            "the reserve and its margin are free"
+        );
+        FREE_A.store(256 * MIB + entry_cost(MAX_LEAF), Ordering::SeqCst);
+        assert!(
+            !guard.check().short(),
+            "no margin asked once taking statements again"
         );
     }
 
@@ -318,8 +375,10 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_is_charged_its_leaf_twice_and_its_overhead() {
+    fn an_entry_is_charged_its_leaf_twice_and_a_commit_its_partial_bundle() {
         assert_eq!(entry_cost(500), 3048);
         assert_eq!(entry_cost(usize::MAX), u64::MAX);
+        assert_eq!(commit_cost(100_000), 108_192);
+        assert_eq!(commit_cost(u64::MAX), u64::MAX);
     }
 }

@@ -714,7 +714,10 @@ fn start_applier(
                     }
                     Err(e) => {
                         // The batches stay pending, so readers still see them; the sequencer
-                        // learns of the failure at its next commit and stops the node.
+                        // learns of the failure before its next commit (or within a second,
+                        // idle) and stops the node. The failure is recorded under the lock
+                        // taken above, before the line is logged: whoever reads the line
+                        // finds the failure at `check_applier` (a crash test relies on it).
                         tracing::error!(error = %e, "writing the index failed");
                         *failure = Some(format!("writing the index failed: {e}"));
                         thread_shared.progress.notify_all();

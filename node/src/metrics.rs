@@ -125,7 +125,7 @@ impl Metrics {
         metric(
             "fairtrail_submissions_paused",
             "gauge",
-            "1 while new statements are refused because free disk space is below the reserve.",
+            "1 while the node is short of its disk reserve (not even an entry of the largest size fits above it) and refuses new statements.",
             vec![(String::new(), get(&self.submissions_paused))],
         );
         let mut lines = Vec::new();

@@ -387,9 +387,9 @@ fn verify_loop(
 
 /// Shows the room measured before a commit at `/metrics`.
 fn record_room(metrics: &Metrics, room: &Room) {
-    Metrics::set(&metrics.submissions_paused, u64::from(!room.allows(0)));
-    Metrics::set(&metrics.disk_free_measured, u64::from(room.free.is_some()));
+    Metrics::set(&metrics.submissions_paused, u64::from(room.short()));
     Metrics::set(&metrics.disk_free_bytes, room.free.unwrap_or(0));
+    Metrics::set(&metrics.disk_free_measured, u64::from(room.free.is_some()));
 }
 
 /// Decodes an envelope and its statement: everything checkable without the log's state.
@@ -437,8 +437,14 @@ impl Committer {
                 Ok(first) => first,
                 // Idle: the disk is measured all the same, so that `/metrics` and the log say
                 // when it fills up or is freed before anyone submits.
+                // The index's applier is asked too: one that has failed stops the node now,
+                // not at the next batch that appends.
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {
                     record_room(&self.metrics, &self.disk.check());
+                    if let Err(e) = self.index.check_applier() {
+                        self.stop(e.into(), fatal, &rx);
+                        return;
+                    }
                     continue;
                 }
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
@@ -455,15 +461,25 @@ impl Committer {
                 }
             }
             if let Err(e) = self.commit(batch) {
-                tracing::error!(error = %e, "storage failure; the sequencer stops and the node shuts down");
-                self.failed.store(true, Ordering::Release);
-                let _ = fatal.send(e.to_string());
-                // Refuse whatever is still queued, rather than leave callers waiting.
-                for group in rx.iter().flatten() {
-                    group.fail(|| SubmitError::Unavailable("storage failure".into()));
-                }
+                self.stop(e, fatal, &rx);
                 return;
             }
+        }
+    }
+
+    /// After a storage failure: reports it so the node shuts down, and refuses whatever is
+    /// still queued, rather than leave callers waiting.
+    fn stop(
+        &self,
+        error: FatalError,
+        fatal: oneshot::Sender<String>,
+        rx: &std_mpsc::Receiver<Vec<Group>>,
+    ) {
+        tracing::error!(error = %error, "storage failure; the sequencer stops and the node shuts down");
+        self.failed.store(true, Ordering::Release);
+        let _ = fatal.send(error.to_string());
+        for group in rx.iter().flatten() {
+            group.fail(|| SubmitError::Unavailable("storage failure".into()));
         }
     }
 
@@ -486,6 +502,7 @@ impl Committer {
         let room = self.disk.check();
         record_room(&self.metrics, &room);
         let mut charged: u64 = 0;
+        let commit_cost = diskspace::commit_cost(self.writer.partial_bundle_bytes());
 
         // 1. Deduplicate against the log and within the batch, check the ledger rules, and
         //    encode the new leaves.
@@ -517,12 +534,6 @@ impl Committer {
                     group.answer(slot, Err(SubmitError::NotAdmitted(message)));
                     continue;
                 }
-                let cost = diskspace::entry_cost(leaf.len());
-                if !room.allows(charged.saturating_add(cost)) {
-                    Metrics::add(&self.metrics.submissions_rejected, 1);
-                    group.answer(slot, Err(SubmitError::DiskFull(diskspace::refusal())));
-                    continue;
-                }
                 if !self.per_key.allow(&v.statement.issuer, 1) {
                     Metrics::add(&self.metrics.submissions_rejected, 1);
                     group.answer(
@@ -538,8 +549,10 @@ impl Committer {
                     index: base + leaves.len() as u64,
                     integrated_at_ms: integrated_at,
                 };
-                match rules::apply(&mut state, &v.envelope, &v.statement, at) {
-                    Ok(()) => {}
+                // The rules first: a statement they refuse gets their answer even when the
+                // disk is short; one they take is recorded only if it has room.
+                let writes = match rules::effects(&state, &v.envelope, &v.statement, at) {
+                    Ok(writes) => writes,
                     Err(RuleError::State(e)) => {
                         group.answer(slot, Err(SubmitError::Internal(e.to_string())));
                         groups.into_iter().for_each(|g| g.fail(storage_failure));
@@ -550,7 +563,15 @@ impl Committer {
                         group.answer(slot, Err(SubmitError::Rejected(e)));
                         continue;
                     }
+                };
+                let first = if leaves.is_empty() { commit_cost } else { 0 };
+                let cost = diskspace::entry_cost(leaf.len()).saturating_add(first);
+                if !room.allows(charged.saturating_add(cost)) {
+                    Metrics::add(&self.metrics.submissions_rejected, 1);
+                    group.answer(slot, Err(SubmitError::DiskFull(diskspace::refusal())));
+                    continue;
                 }
+                state.extend(writes);
                 charged = charged.saturating_add(cost);
                 let hash = leaf_hash(&leaf);
                 leaf_hashes.push((hash, at.index));

@@ -158,17 +158,26 @@ pub fn apply(
     statement: &Statement,
     at: Position,
 ) -> Result<(), RuleError> {
-    let writes = {
-        let mut tx = Overlay::new(&*state);
-        bodies::apply(&mut tx, envelope, statement, at)?;
-        tx.put(
-            key(prefix::STATEMENT, &[statement.id.as_bytes()]),
-            at.index.to_be_bytes().to_vec(),
-        );
-        tx.into_writes()
-    };
+    let writes = effects(state, envelope, statement, at)?;
     state.extend(writes);
     Ok(())
+}
+
+/// What [`apply`] would record in `state`, without recording it: the caller may still decide
+/// against the statement (the node does when its disk is short).
+pub fn effects(
+    state: &Overlay<'_>,
+    envelope: &Envelope,
+    statement: &Statement,
+    at: Position,
+) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, RuleError> {
+    let mut tx = Overlay::new(state);
+    bodies::apply(&mut tx, envelope, statement, at)?;
+    tx.put(
+        key(prefix::STATEMENT, &[statement.id.as_bytes()]),
+        at.index.to_be_bytes().to_vec(),
+    );
+    Ok(tx.into_writes())
 }
 
 pub(crate) fn get_json<T: serde::de::DeserializeOwned>(

@@ -12,7 +12,7 @@ use fairtrail_client::{envelope, proto, statement};
 
 use super::{Node, Started};
 use crate::config::Settings;
-use crate::diskspace::{entry_cost, DiskGuard, Space};
+use crate::diskspace::{commit_cost, entry_cost, DiskGuard, Space};
 use crate::metrics::Metrics;
 use crate::sequencer::{Accepted, SubmitError};
 
@@ -110,10 +110,9 @@ async fn a_filling_disk_stops_new_statements_and_space_freed_lets_them_in() {
     let size = || store.snapshot().size;
 
     let key = SigningKey::from_bytes(&[42; 32]);
-    handle.submit(declaration(&key)).await.expect("declared");
+    let declared = handle.submit(declaration(&key)).await.expect("declared");
     let logged = harvest(&key, "A");
     let first = handle.submit(logged.clone()).await.expect("room for it");
-    let leaf_len = first.receipt.leaf.len();
     assert_eq!((paused(), free()), (0, 100 * MIB));
 
     // Below the reserve: the logged statement is answered, the new one refused, nothing
@@ -133,19 +132,6 @@ async fn a_filling_disk_stops_new_statements_and_space_freed_lets_them_in() {
     assert_eq!((paused(), free()), (1, MIB / 2));
     assert_eq!(size(), 2);
 
-    // Room for one entry above the reserve, not for two: a commit never writes into it.
-    FREE.store(
-        MIB + entry_cost(leaf_len) + entry_cost(leaf_len) / 2,
-        Ordering::SeqCst,
-    );
-    let answers = handle
-        .submit_all(vec![harvest(&key, "C"), harvest(&key, "D")])
-        .await;
-    assert!(is_new(answers.first()), "{answers:?}");
-    assert!(is_disk_full(answers.get(1)), "{answers:?}");
-    assert_eq!(paused(), 0, "the reserve itself is free");
-    assert_eq!(size(), 3);
-
     // Space freed: taken at once, by the same sequencer.
     FREE.store(100 * MIB, Ordering::SeqCst);
     let taken = handle
@@ -153,8 +139,43 @@ async fn a_filling_disk_stops_new_statements_and_space_freed_lets_them_in() {
         .await
         .expect("taken once space is freed");
     assert!(!taken.existing);
-    assert_eq!(taken.receipt.index, 3);
+    assert_eq!(taken.receipt.index, 2);
     assert_eq!((paused(), free()), (0, 100 * MIB));
+
+    // Room above the reserve for the commit and one entry, not for two: a commit does not
+    // write into the reserve. A commit is charged the partial bundle (the three leaves
+    // logged so far, written again when the bundle completes) and a hash tile.
+    let partial: u64 = [&declared, &first, &taken]
+        .iter()
+        .map(|a| a.receipt.leaf.len() as u64 + 2)
+        .sum();
+    let leaf_len = first.receipt.leaf.len();
+    FREE.store(
+        MIB + commit_cost(partial) + entry_cost(leaf_len) + entry_cost(leaf_len) / 2,
+        Ordering::SeqCst,
+    );
+    let answers = handle
+        .submit_all(vec![harvest(&key, "C"), harvest(&key, "D")])
+        .await;
+    assert!(is_new(answers.first()), "{answers:?}");
+    assert!(is_disk_full(answers.get(1)), "{answers:?}");
+    assert_eq!(paused(), 1, "an entry of the largest size would not fit");
+    assert_eq!(size(), 4);
+
+    // A statement the rules refuse gets their answer, disk or no disk.
+    let unknown = SigningKey::from_bytes(&[43; 32]);
+    match handle.submit(harvest(&unknown, "E")).await {
+        Err(SubmitError::Rejected(e)) => assert!(e.to_string().contains("declared"), "{e}"),
+        other => panic!("an undeclared producer's harvest: {other:?}"),
+    }
+
+    FREE.store(100 * MIB, Ordering::SeqCst);
+    let taken = handle
+        .submit(harvest(&key, "D"))
+        .await
+        .expect("taken once space is freed");
+    assert_eq!(taken.receipt.index, 4);
+    assert_eq!(paused(), 0);
 
     drop(handle);
     sequencer.join();

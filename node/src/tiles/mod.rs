@@ -1045,6 +1045,12 @@ impl TileWriter {
         &self.store
     }
 
+    /// The bytes of the partial bundle's leaves as a bundle holds them (each after its 2-byte
+    /// length): what the commit that completes the bundle writes again.
+    pub fn partial_bundle_bytes(&self) -> u64 {
+        self.bundle.iter().map(|leaf| leaf.len() as u64 + 2).sum()
+    }
+
     /// Appends `leaves` and makes every tile they touch durable. Returns the new root.
     /// Readers do not see the leaves until [`TileWriter::commit`].
     pub fn append(&mut self, leaves: &[Bytes]) -> Result<Hash, StoreError> {
