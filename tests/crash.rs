@@ -567,23 +567,8 @@ async fn an_index_write_the_disk_refuses_stops_the_node_and_loses_nothing_acknow
         acknowledged.len() as u64,
         "the log holds what was acknowledged, and not the refused batch"
     );
-    for answer in &acknowledged {
-        let receipt = answer.receipt.as_ref().unwrap();
-        // Found by statement id: the index the failed run belonged to, rebuilt from the log.
-        let entry = client
-            .entry(Key::StatementId(receipt.statement_id.clone()))
-            .await
-            .expect("an acknowledged statement is found by its id");
-        assert_eq!(entry.index, receipt.index);
-        assert_eq!(
-            leaf_hash(&entry.leaf).as_slice(),
-            receipt.leaf_hash.as_slice()
-        );
-    }
-    let answer = client.submit(refused.clone()).await.expect("logged now");
-    check_receipt(answer.receipt.as_ref().unwrap(), &refused, &key, &log_key);
-    assert!(!answer.existing);
-    assert_eq!(answer.receipt.unwrap().index, size);
+    // Found by statement id: the index the failed run belonged to, rebuilt from the log.
+    acknowledged_and_refused(&mut client, &acknowledged, &refused, &key, &log_key, size).await;
 }
 
 /// Logs a declaration and `harvests` harvests, has `refuse` make the disk refuse a write (it
@@ -639,7 +624,21 @@ async fn refused_write(
     let mut client = node.client().await;
     let latest = checkpoint(&mut client, &log_key).await;
     assert_eq!(latest.checkpoint.size, size, "the log changed size");
-    for answer in &before {
+    acknowledged_and_refused(&mut client, &before, &refused, &key, &log_key, size).await;
+}
+
+/// After a refused write and a restart: every `acknowledged` statement is in the log, found by
+/// its id at its receipt's index with its leaf; `refused` is not, and is logged when sent
+/// again, at `size`.
+async fn acknowledged_and_refused(
+    client: &mut NodeClient,
+    acknowledged: &[proto::SubmitResponse],
+    refused: &proto::Envelope,
+    key: &SigningKey,
+    log_key: &NoteVerifier,
+    size: u64,
+) {
+    for answer in acknowledged {
         let receipt = answer.receipt.as_ref().unwrap();
         let entry = client
             .entry(Key::StatementId(receipt.statement_id.clone()))
@@ -658,7 +657,7 @@ async fn refused_write(
         .expect_err("the refused statement is not in the log");
     assert_eq!(missing.code(), Some(Code::NotFound), "{missing}");
     let answer = client.submit(refused.clone()).await.expect("logged now");
-    check_receipt(answer.receipt.as_ref().unwrap(), &refused, &key, &log_key);
+    check_receipt(answer.receipt.as_ref().unwrap(), refused, key, log_key);
     assert!(!answer.existing);
     assert_eq!(answer.receipt.unwrap().index, size);
 }
