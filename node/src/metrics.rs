@@ -29,7 +29,7 @@ pub struct Metrics {
     /// (if `disk_free_measured` is 1).
     pub disk_free_bytes: AtomicU64,
     pub disk_free_measured: AtomicU64,
-    /// 1 while new statements are refused for want of disk space (`--disk-reserve-mb`).
+    /// 1 while the node is short of its disk reserve (`--disk-reserve-mb`, SPEC.md 9.3).
     pub submissions_paused: AtomicU64,
     http: [[AtomicU64; 4]; 7],
 }

@@ -436,9 +436,9 @@ impl Committer {
             let first = match rx.recv_timeout(DISK_CHECK_IDLE) {
                 Ok(first) => first,
                 // Idle: the disk is measured all the same, so that `/metrics` and the log say
-                // when it fills up or is freed before anyone submits.
-                // The index's applier is asked too: one that has failed stops the node now,
-                // not at the next batch that appends.
+                // when it fills up or is freed before anyone submits; and the index's applier
+                // is asked, so that one that has failed stops the node now, not at the next
+                // batch that appends.
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {
                     record_room(&self.metrics, &self.disk.check());
                     if let Err(e) = self.index.check_applier() {
@@ -497,8 +497,9 @@ impl Committer {
         // Every statement of the batch sees the effects of those before it.
         let mut state = Overlay::new(&index);
         let storage_failure = || SubmitError::Unavailable("storage failure".into());
-        // Each new entry is charged what it costs on disk: no commit writes into the disk
-        // reserve. Statements already logged cost nothing and are answered as ever.
+        // The commit is charged what it writes (each new entry, and with the first the
+        // partial bundle it writes again), so that it does not write into the disk reserve.
+        // Statements already logged cost nothing and are answered as ever.
         let room = self.disk.check();
         record_room(&self.metrics, &room);
         let mut charged: u64 = 0;
