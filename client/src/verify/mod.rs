@@ -77,6 +77,8 @@ mod text;
 mod view;
 
 #[cfg(test)]
+mod dishonest;
+#[cfg(test)]
 mod testlog;
 #[cfg(test)]
 mod tests;
