@@ -188,9 +188,25 @@ pub(crate) fn trace(ctx: &Ctx<'_>, subject: &Subject, out: &mut Findings) -> Tra
     traced
 }
 
-/// The lots an item consumes; an input that names no valid lot is a finding.
+/// The lots an item consumes; an input that names no valid lot is a finding, and so is a
+/// transfer, transformation or binding that names none: it would make goods from nothing.
 fn input_lots(item: &Item, out: &mut Findings) -> Vec<LotId> {
     let mut lots = Vec::new();
+    let consumes = matches!(
+        item.statement.body,
+        Body::Transfer(_) | Body::Transformation(_) | Body::ProductBinding(_)
+    );
+    if consumes && inputs(&item.statement.body).is_empty() {
+        out.fail(
+            Step::Trace,
+            Problem::InvalidStatement,
+            Some(item.index),
+            format!(
+                "{} uses no lot, so what it passes on comes from nowhere; a transfer, transformation or product binding names at least one input lot",
+                item.describe()
+            ),
+        );
+    }
     for (i, input) in inputs(&item.statement.body).iter().enumerate() {
         match lot_of(input) {
             Some(lot) => lots.push(lot),

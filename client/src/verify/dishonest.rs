@@ -4,21 +4,28 @@
 //! A node owns its log key, so it can log anything and prove it: the checkpoint and the
 //! inclusion proofs of what it serves are always good, and only the checks behind them
 //! stand between its word and the consumer's verdict. Each case takes the sound coffee
-//! chain of [`Scenario`], changes up to three things (an entry signed by another key or
-//! cosigned, issued in another's name, a number in it changed and re-signed by its issuer,
-//! an entry left out, moved or logged twice), logs the result under the same log key, and
-//! verifies the product's bundle.
+//! chain of [`Scenario`], makes one to three changes, logs the result under the same log
+//! key and verifies the product's bundle. The changes are the node's own (an entry left
+//! out, moved or logged twice; its integration time changed; its signatures replaced or one
+//! added) and those of participants who sign what it asks (a statement issued in another's
+//! name; a number in it changed, or its inputs taken away, and signed again by its
+//! signers). A statement changed that way gets a new id, so the statements that refer to it
+//! are changed to refer to the new one and signed again by their signers, down the chain:
+//! the chain as its participants could have signed it, not one broken by a dangling id.
 //!
 //! Whatever the verdict, nothing panics and the report is the same twice. When it is not a
 //! failure, what the report claims must be true of the log it was given: every journey
 //! step and receipt is an entry of the bundle, with the statement id and integration time
-//! the log gave it, issued by a key that signed it, in log order; the product is GTIN
-//! [`GTIN`] batch [`BATCH`], bound by an entry that binds it; and leaving out of the bundle
-//! any one entry the journey, a receipt or the binding rests on makes the verdict a failure.
+//! the log gave it, issued by a key that signed it, in log order; the journey reaches a
+//! harvest, and every step but a harvest names an input lot; every transfer shows a
+//! receipt that confirms it (the policy requires receipts); the product is GTIN [`GTIN`]
+//! batch [`BATCH`], bound by an entry that binds it; leaving out of the bundle any one
+//! journey step or the binding makes the verdict a failure, and leaving out a receipt the
+//! report shows does too, unless another receipt by the recipient then answers.
 //!
 //! The fuzz target `bundle_verify` (RELIABILITY.md 7.1) checks the same claims over
-//! arbitrary statements; this property reaches the semantic changes a byte-level fuzzer
-//! rarely finds, and runs with every `cargo test`.
+//! statements of any bytes; this property reaches the semantic changes a byte-level fuzzer
+//! rarely makes, and runs with every `cargo test`.
 
 use std::collections::BTreeMap;
 
@@ -30,11 +37,12 @@ use super::testlog::{Keys, Knobs, Scenario, TestLog, BATCH, DAY, GTIN};
 use super::*;
 use crate::bundle::{Bundle, Subject};
 use crate::entry::Leaf;
-use crate::envelope::sign;
+use crate::envelope::{sign, StatementId};
 use crate::gs1::ProductId;
 use crate::proto::{self, statement::Body};
 
-/// One change a dishonest node makes to the log it serves.
+/// One change a dishonest node makes to the log it serves, alone or with participants who
+/// sign what it asks.
 #[derive(Clone, Debug)]
 enum Change {
     /// The entry's signatures replaced by one from key `key`.
@@ -44,12 +52,17 @@ enum Change {
     /// The statement issued in the name of key `key` and signed by it.
     Reissue { entry: usize, key: usize },
     /// A number in the statement (its time, a quantity, an amount, a price, a validity)
-    /// changed, and the statement re-signed by its issuer.
+    /// changed, and the statement signed again by its signers.
     Number {
         entry: usize,
         field: usize,
         how: Tweak,
     },
+    /// The statement's inputs taken away (a transfer, transformation or binding of
+    /// nothing), and the statement signed again by its signers.
+    NoInputs { entry: usize },
+    /// The entry's integration time changed (the node chooses it).
+    Clock { entry: usize, how: Tweak },
     /// The entry left out of the log.
     Drop { entry: usize },
     /// The entry moved to another place in the log.
@@ -99,11 +112,13 @@ fn change() -> impl Strategy<Value = Change> {
         (at.clone(), key.clone()).prop_map(|(entry, key)| Change::Resign { entry, key }),
         (at.clone(), key.clone()).prop_map(|(entry, key)| Change::Cosign { entry, key }),
         (at.clone(), key).prop_map(|(entry, key)| Change::Reissue { entry, key }),
-        (at.clone(), 0..16usize, tweak).prop_map(|(entry, field, how)| Change::Number {
+        (at.clone(), 0..16usize, tweak.clone()).prop_map(|(entry, field, how)| Change::Number {
             entry,
             field,
             how
         }),
+        at.clone().prop_map(|entry| Change::NoInputs { entry }),
+        (at.clone(), tweak.clone()).prop_map(|(entry, how)| Change::Clock { entry, how }),
         at.clone().prop_map(|entry| Change::Drop { entry }),
         (at.clone(), at.clone()).prop_map(|(entry, to)| Change::Move { entry, to }),
         (at.clone(), at).prop_map(|(entry, to)| Change::Duplicate { entry, to }),
@@ -175,9 +190,39 @@ fn numbers(statement: &mut proto::Statement) -> Vec<&mut u64> {
     out
 }
 
+/// Every statement id a statement refers to: the lots it uses, the transfer it answers,
+/// the certification it revokes, the entry it disputes, its references.
+fn ids(statement: &mut proto::Statement) -> Vec<&mut Vec<u8>> {
+    let mut out: Vec<&mut Vec<u8>> = statement.references.iter_mut().collect();
+    fn lots(inputs: &mut [proto::LotInput]) -> impl Iterator<Item = &mut Vec<u8>> {
+        inputs
+            .iter_mut()
+            .filter_map(|i| i.lot.as_mut().map(|l| &mut l.statement_id))
+    }
+    match &mut statement.body {
+        Some(Body::Transfer(t)) => out.extend(lots(&mut t.inputs)),
+        Some(Body::Transformation(t)) => out.extend(lots(&mut t.inputs)),
+        Some(Body::ProductBinding(b)) => out.extend(lots(&mut b.inputs)),
+        Some(Body::Receipt(r)) => out.push(&mut r.transfer),
+        Some(Body::Revocation(r)) => out.push(&mut r.certification),
+        Some(Body::Dispute(d)) => out.push(&mut d.entry),
+        _ => {}
+    }
+    out
+}
+
+/// One entry of the log to serve: its envelope, its integration time, and whether that
+/// time is kept as it is (else it is at least the previous entry's, a minute on).
+#[derive(Clone)]
+struct Planned {
+    envelope: proto::Envelope,
+    at: u64,
+    exact: bool,
+}
+
 /// The sound chain's entries, each with its integration time, and the keys that wrote it.
 struct Sound {
-    entries: Vec<(proto::Envelope, u64)>,
+    entries: Vec<Planned>,
     keys: Vec<SigningKey>,
     policy: Policy,
 }
@@ -190,7 +235,11 @@ fn sound() -> Sound {
         .into_iter()
         .map(|e| {
             let leaf = Leaf::decode(e.leaf).expect("the scenario's leaves decode");
-            (leaf.envelope, leaf.integrated_at_ms)
+            Planned {
+                envelope: leaf.envelope,
+                at: leaf.integrated_at_ms,
+                exact: false,
+            }
         })
         .collect();
     Sound {
@@ -200,15 +249,53 @@ fn sound() -> Sound {
     }
 }
 
+impl Sound {
+    /// `statement` signed by the keys that signed `envelope`, in the same order.
+    fn sign_as(&self, envelope: &proto::Envelope, statement: &proto::Statement) -> proto::Envelope {
+        let signers: Vec<&SigningKey> = envelope
+            .signatures
+            .iter()
+            .filter_map(|s| {
+                self.keys
+                    .iter()
+                    .find(|k| k.verifying_key().as_bytes().as_slice() == s.public_key)
+            })
+            .collect();
+        sign(statement.encode_to_vec(), &signers)
+    }
+
+    /// After a statement's id changed from `old` to `new`: every statement that refers to
+    /// `old` refers to `new` instead and is signed again by its signers, and so on down the
+    /// chain, as its participants would have signed it.
+    fn relink(&self, entries: &mut [Planned], old: StatementId, new: StatementId) {
+        let mut pending = vec![(old, new)];
+        while let Some((old, new)) = pending.pop() {
+            for planned in entries.iter_mut() {
+                let Ok(mut statement) =
+                    proto::Statement::decode(planned.envelope.payload.as_slice())
+                else {
+                    continue;
+                };
+                let mut touched = false;
+                for id in ids(&mut statement) {
+                    if id.as_slice() == old.as_bytes() {
+                        *id = new.as_bytes().to_vec();
+                        touched = true;
+                    }
+                }
+                if touched {
+                    let before = StatementId::of_payload(&planned.envelope.payload);
+                    planned.envelope = self.sign_as(&planned.envelope, &statement);
+                    pending.push((before, StatementId::of_payload(&planned.envelope.payload)));
+                }
+            }
+        }
+    }
+}
+
 /// The log with `changes` made, and the product's bundle cut from it.
 fn served(sound: &Sound, changes: &[Change]) -> Bundle {
     let mut entries = sound.entries.clone();
-    let key_of = |issuer: &[u8]| {
-        sound
-            .keys
-            .iter()
-            .find(|k| k.verifying_key().as_bytes().as_slice() == issuer)
-    };
     for change in changes {
         if entries.is_empty() {
             break;
@@ -216,24 +303,28 @@ fn served(sound: &Sound, changes: &[Change]) -> Bundle {
         let len = entries.len();
         match *change {
             Change::Resign { entry, key } => {
-                let (envelope, _) = &mut entries[entry % len];
+                let envelope = &mut entries[entry % len].envelope;
                 *envelope = sign(envelope.payload.clone(), &[&sound.keys[key]]);
             }
             Change::Cosign { entry, key } => {
-                let (envelope, _) = &mut entries[entry % len];
+                let envelope = &mut entries[entry % len].envelope;
                 let extra = sign(envelope.payload.clone(), &[&sound.keys[key]]);
                 envelope.signatures.extend(extra.signatures);
             }
             Change::Reissue { entry, key } => {
-                let (envelope, _) = &mut entries[entry % len];
+                let envelope = &mut entries[entry % len].envelope;
+                let old = StatementId::of_payload(&envelope.payload);
                 let mut statement = proto::Statement::decode(envelope.payload.as_slice())
                     .expect("the scenario's statements decode");
                 let key = &sound.keys[key];
                 statement.issuer = key.verifying_key().to_bytes().to_vec();
                 *envelope = sign(statement.encode_to_vec(), &[key]);
+                let new = StatementId::of_payload(&envelope.payload);
+                sound.relink(&mut entries, old, new);
             }
             Change::Number { entry, field, how } => {
-                let (envelope, _) = &mut entries[entry % len];
+                let envelope = &mut entries[entry % len].envelope;
+                let old = StatementId::of_payload(&envelope.payload);
                 let mut statement = proto::Statement::decode(envelope.payload.as_slice())
                     .expect("the scenario's statements decode");
                 let mut fields = numbers(&mut statement);
@@ -241,8 +332,29 @@ fn served(sound: &Sound, changes: &[Change]) -> Bundle {
                 if let Some(n) = fields.get_mut(field % count) {
                     **n = how.apply(**n);
                 }
-                let issuer = key_of(&statement.issuer).expect("the scenario's issuers are known");
-                *envelope = sign(statement.encode_to_vec(), &[issuer]);
+                *envelope = sound.sign_as(envelope, &statement);
+                let new = StatementId::of_payload(&envelope.payload);
+                sound.relink(&mut entries, old, new);
+            }
+            Change::NoInputs { entry } => {
+                let envelope = &mut entries[entry % len].envelope;
+                let old = StatementId::of_payload(&envelope.payload);
+                let mut statement = proto::Statement::decode(envelope.payload.as_slice())
+                    .expect("the scenario's statements decode");
+                match &mut statement.body {
+                    Some(Body::Transfer(t)) => t.inputs.clear(),
+                    Some(Body::Transformation(t)) => t.inputs.clear(),
+                    Some(Body::ProductBinding(b)) => b.inputs.clear(),
+                    _ => continue,
+                }
+                *envelope = sound.sign_as(envelope, &statement);
+                let new = StatementId::of_payload(&envelope.payload);
+                sound.relink(&mut entries, old, new);
+            }
+            Change::Clock { entry, how } => {
+                let planned = &mut entries[entry % len];
+                planned.at = how.apply(planned.at);
+                planned.exact = true;
             }
             Change::Drop { entry } => {
                 entries.remove(entry % len);
@@ -258,9 +370,13 @@ fn served(sound: &Sound, changes: &[Change]) -> Bundle {
         }
     }
     let mut log = TestLog::new();
-    for (envelope, at) in entries {
-        log.at(at);
-        log.append_envelope(envelope);
+    for planned in entries {
+        if planned.exact {
+            log.now = planned.at;
+        } else {
+            log.at(planned.at);
+        }
+        log.append_envelope(planned.envelope);
     }
     log.bundle(Subject::Product(
         ProductId::new(GTIN, BATCH, None).expect("a valid GTIN"),
@@ -295,14 +411,37 @@ fn check_claims(bundle: &Bundle, report: &Report, policy: &Policy) -> Result<(),
         Ok((leaf, statement))
     };
     let mut rests_on = Vec::new();
+    let mut receipts = Vec::new();
     let mut previous = None;
+    prop_assert!(
+        report
+            .chain
+            .journey
+            .iter()
+            .any(|s| s.kind == StepKind::Harvest),
+        "a chain that does not fail reaches a harvest"
+    );
     for step in &report.chain.journey {
         let (leaf, _) = cited(step.entry)?;
         prop_assert_eq!(step.statement_id, leaf.statement_id);
         prop_assert_eq!(step.integrated_at_ms, leaf.integrated_at_ms);
         prop_assert!(previous < Some(step.entry), "the journey is in log order");
+        prop_assert!(
+            step.kind == StepKind::Harvest || !step.inputs.is_empty(),
+            "the step at entry {} makes something from nothing",
+            step.entry
+        );
         previous = Some(step.entry);
         rests_on.push(step.entry);
+        if step.kind == StepKind::Transfer {
+            prop_assert!(
+                step.receipt
+                    .as_ref()
+                    .is_some_and(|r| r.outcome == "confirmed"),
+                "the transfer at entry {} shows no confirming receipt, and the policy requires one",
+                step.entry
+            );
+        }
         if let Some(receipt) = &step.receipt {
             let (leaf, statement) = cited(receipt.entry)?;
             prop_assert!(
@@ -311,7 +450,7 @@ fn check_claims(bundle: &Bundle, report: &Report, policy: &Policy) -> Result<(),
                 receipt.entry
             );
             prop_assert_eq!(receipt.integrated_at_ms, leaf.integrated_at_ms);
-            rests_on.push(receipt.entry);
+            receipts.push((step.entry, receipt.entry));
         }
     }
     let product = report
@@ -333,18 +472,40 @@ fn check_claims(bundle: &Bundle, report: &Report, policy: &Policy) -> Result<(),
     rests_on.sort_unstable();
     rests_on.dedup();
     for entry in rests_on {
-        let mut less = bundle.entries.clone();
-        less.retain(|e| e.index != entry);
-        let less = Bundle::new(bundle.subject.clone(), bundle.checkpoint.clone(), less)
-            .expect("a bundle less one entry is well formed");
         prop_assert_eq!(
-            verify_bundle(&less, policy).verdict,
+            verify_bundle(&without(bundle, entry), policy).verdict,
             Verdict::Failed,
             "the bundle without entry {}, which the chain rests on, does not fail",
             entry
         );
     }
+    // A recipient may answer a transfer twice; the first answer counts, and without it the
+    // next does.
+    for (transfer, receipt) in receipts {
+        let less = verify_bundle(&without(bundle, receipt), policy);
+        let answered_by = less
+            .chain
+            .journey
+            .iter()
+            .find(|s| s.entry == transfer)
+            .and_then(|s| s.receipt.as_ref())
+            .map(|r| r.entry);
+        prop_assert!(
+            less.verdict == Verdict::Failed || answered_by.is_some_and(|r| r != receipt),
+            "the bundle without the receipt at entry {} does not fail, and no other receipt answers the transfer at entry {}",
+            receipt,
+            transfer
+        );
+    }
     Ok(())
+}
+
+/// The bundle less one entry.
+fn without(bundle: &Bundle, entry: u64) -> Bundle {
+    let mut entries = bundle.entries.clone();
+    entries.retain(|e| e.index != entry);
+    Bundle::new(bundle.subject.clone(), bundle.checkpoint.clone(), entries)
+        .expect("a bundle less one entry is well formed")
 }
 
 fn sound_chain() -> &'static Sound {
@@ -369,8 +530,8 @@ fn the_sound_chain_meets_the_claims_and_each_change_is_real() {
     let harvest = sound
         .entries
         .iter()
-        .position(|(e, _)| {
-            proto::Statement::decode(e.payload.as_slice())
+        .position(|p| {
+            proto::Statement::decode(p.envelope.payload.as_slice())
                 .is_ok_and(|s| matches!(s.body, Some(Body::Harvest(_))))
         })
         .expect("the chain has a harvest");

@@ -1002,6 +1002,94 @@ fn receipt_body(
 }
 
 #[test]
+fn goods_from_nowhere_fail() {
+    use proto::statement::Body;
+    let mut s = Scenario::build(Knobs::default());
+    let retailer = s.keys.retailer.clone();
+    let roaster = s.keys.roaster.clone();
+    let bind = |s: &mut Scenario, batch: &str, inputs: Vec<proto::LotInput>| {
+        s.log.append(
+            &retailer,
+            Body::ProductBinding(proto::ProductBinding {
+                gtin: GTIN.into(),
+                batch: batch.into(),
+                serial: String::new(),
+                inputs,
+                product_name: "Santa Barbara roast".into(),
+            }),
+            &[],
+        )
+    };
+    let kilos = |id: crate::envelope::StatementId| proto::LotInput {
+        lot: Some(proto::LotRef {
+            statement_id: id.as_bytes().to_vec(),
+            output: 0,
+        }),
+        amount: 1_000_000,
+    };
+    // A binding of nothing.
+    let empty_binding = bind(&mut s, "NOWHERE-1", vec![]);
+    // A roasting of nothing, sold to the retailer, received and bound.
+    let roasting = s.log.append(
+        &roaster,
+        Body::Transformation(proto::Transformation {
+            inputs: vec![],
+            outputs: vec![proto::LotOutput {
+                commodity: "roasted coffee".into(),
+                quantity: Some(proto::Quantity {
+                    amount: 1_000_000,
+                    unit: proto::Unit::Gram as i32,
+                }),
+                lot_code: "R-NOWHERE".into(),
+            }],
+            process: "roasting".into(),
+        }),
+        &[],
+    );
+    // A transfer of nothing to the retailer, received and bound.
+    let transfer = s.log.append(
+        &roaster,
+        Body::Transfer(proto::Transfer {
+            inputs: vec![],
+            recipient: retailer.verifying_key().to_bytes().to_vec(),
+            price: Some(proto::Price {
+                currency: "USD".into(),
+                minor_units: 900,
+                per: Some(proto::Quantity {
+                    amount: 1000,
+                    unit: proto::Unit::Gram as i32,
+                }),
+            }),
+            document_reference: "INV-NOWHERE".into(),
+        }),
+        &[],
+    );
+    s.log.append(
+        &retailer,
+        receipt_body(transfer, proto::ReceiptOutcome::Confirmed, 1_000_000),
+        &[],
+    );
+    bind(&mut s, "NOWHERE-2", vec![kilos(roasting)]);
+    bind(&mut s, "NOWHERE-3", vec![kilos(transfer)]);
+    for (batch, empty) in [
+        ("NOWHERE-1", empty_binding),
+        ("NOWHERE-2", roasting),
+        ("NOWHERE-3", transfer),
+    ] {
+        let bundle = s
+            .log
+            .bundle(Subject::Product(ProductId::new(GTIN, batch, None).unwrap()));
+        let report = verify_bundle(&bundle, &s.policy());
+        let f = assert_fails(
+            &report,
+            Problem::InvalidStatement,
+            Some(s.log.index_of(empty)),
+        );
+        assert!(f.message.contains("uses no lot"), "{batch}: {}", f.message);
+    }
+}
+
+#[test]
 fn a_certification_not_yet_valid_or_for_another_role_fails() {
     let s = scenario(|k| k.hn_cert_from = T0 + 20 * DAY);
     let report = verify(&s);
