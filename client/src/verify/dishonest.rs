@@ -17,11 +17,13 @@
 //! failure, what the report claims must be true of the log it was given: every journey
 //! step and receipt is an entry of the bundle, with the statement id and integration time
 //! the log gave it, issued by a key that signed it, in log order; the journey reaches a
-//! harvest, and every step but a harvest names an input lot; every transfer shows a
-//! receipt that confirms it (the policy requires receipts); the product is GTIN [`GTIN`]
-//! batch [`BATCH`], bound by an entry that binds it; leaving out of the bundle any one
-//! journey step or the binding makes the verdict a failure, and leaving out a receipt the
-//! report shows does too, unless another receipt by the recipient then answers.
+//! harvest, and every step but a harvest names an input lot; every harvest is covered by a
+//! certification of the bundle, of a scheme the policy names, valid at the harvest's
+//! integration time (as its signed statement says); every transfer shows a receipt that
+//! confirms it (the policy requires receipts); the product is GTIN [`GTIN`] batch
+//! [`BATCH`], bound by an entry that binds it; leaving out of the bundle any one journey
+//! step or the binding makes the verdict a failure, and leaving out a receipt the report
+//! shows does too, unless another receipt by the recipient then answers.
 //!
 //! The fuzz target `bundle_verify` (RELIABILITY.md 7.1) checks the same claims over
 //! statements of any bytes; this property reaches the semantic changes a byte-level fuzzer
@@ -33,7 +35,7 @@ use ed25519_dalek::SigningKey;
 use proptest::prelude::*;
 use prost::Message;
 
-use super::testlog::{Keys, Knobs, Scenario, TestLog, BATCH, DAY, GTIN};
+use super::testlog::{Keys, Knobs, Scenario, TestLog, BATCH, DAY, GTIN, PGS_SCHEME};
 use super::*;
 use crate::bundle::{Bundle, Subject};
 use crate::entry::Leaf;
@@ -410,6 +412,10 @@ fn check_claims(bundle: &Bundle, report: &Report, policy: &Policy) -> Result<(),
         );
         Ok((leaf, statement))
     };
+    let by_id: BTreeMap<StatementId, u64> = leaves
+        .iter()
+        .map(|(index, leaf)| (leaf.statement_id, *index))
+        .collect();
     let mut rests_on = Vec::new();
     let mut receipts = Vec::new();
     let mut previous = None;
@@ -433,6 +439,9 @@ fn check_claims(bundle: &Bundle, report: &Report, policy: &Policy) -> Result<(),
         );
         previous = Some(step.entry);
         rests_on.push(step.entry);
+        if step.kind == StepKind::Harvest {
+            check_covered(step, &by_id, &leaves, policy)?;
+        }
         if step.kind == StepKind::Transfer {
             prop_assert!(
                 step.receipt
@@ -497,6 +506,39 @@ fn check_claims(bundle: &Bundle, report: &Report, policy: &Policy) -> Result<(),
             transfer
         );
     }
+    Ok(())
+}
+
+/// A harvest that does not fail is covered, as its signed statements say: some
+/// certification the report cites is an entry of the bundle, of a scheme the policy names
+/// for coffee, and valid (within the clock skew) at the harvest's integration time.
+fn check_covered(
+    step: &JourneyStep,
+    by_id: &BTreeMap<StatementId, u64>,
+    leaves: &BTreeMap<u64, Leaf>,
+    policy: &Policy,
+) -> Result<(), TestCaseError> {
+    let t = step.integrated_at_ms;
+    let skew = policy.clock_skew_ms;
+    let covered = step.certifications.iter().filter(|c| c.covers).any(|c| {
+        let Some(leaf) = by_id.get(&c.certification).and_then(|i| leaves.get(i)) else {
+            return false;
+        };
+        match proto::Statement::decode(leaf.envelope.payload.as_slice()).map(|s| s.body) {
+            Ok(Some(Body::Certification(cert))) => {
+                ["Fairtrade", PGS_SCHEME].contains(&cert.scheme.as_str())
+                    && cert.scheme == c.scheme
+                    && cert.valid_from_ms <= t.saturating_add(skew)
+                    && t <= cert.valid_until_ms.saturating_add(skew)
+            }
+            _ => false,
+        }
+    });
+    prop_assert!(
+        covered,
+        "the harvest at entry {} is shown covered by no certification in force in the bundle",
+        step.entry
+    );
     Ok(())
 }
 
