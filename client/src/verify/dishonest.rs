@@ -19,7 +19,9 @@
 //! the log gave it, issued by a key that signed it, in log order; the journey reaches a
 //! harvest, and every step but a harvest names an input lot; every harvest is covered by a
 //! certification of the bundle, of a scheme the policy names, valid at the harvest's
-//! integration time (as its signed statement says); every transfer shows a receipt that
+//! integration time (as its signed statement says), and paid farmers at least the policy's
+//! minimum price and premium (in whole numbers, from the signed statement); every transfer
+//! shows a receipt that
 //! confirms it (the policy requires receipts); the product is GTIN [`GTIN`] batch
 //! [`BATCH`], bound by an entry that binds it; leaving out of the bundle any one journey
 //! step or the binding makes the verdict a failure, and leaving out a receipt the report
@@ -53,8 +55,9 @@ enum Change {
     Cosign { entry: usize, key: usize },
     /// The statement issued in the name of key `key` and signed by it.
     Reissue { entry: usize, key: usize },
-    /// A number in the statement (its time, a quantity, an amount, a price, a validity)
-    /// changed, and the statement signed again by its signers.
+    /// A number in a statement of the chain or its evidence (its time, a quantity, an
+    /// amount, a price, a validity) changed, and the statement signed again by its signers.
+    /// `entry` picks one of [`Sound::numbered`].
     Number {
         entry: usize,
         field: usize,
@@ -111,19 +114,17 @@ fn change() -> impl Strategy<Value = Change> {
         Just(Tweak::DayEarlier),
     ];
     prop_oneof![
-        (at.clone(), key.clone()).prop_map(|(entry, key)| Change::Resign { entry, key }),
-        (at.clone(), key.clone()).prop_map(|(entry, key)| Change::Cosign { entry, key }),
-        (at.clone(), key).prop_map(|(entry, key)| Change::Reissue { entry, key }),
-        (at.clone(), 0..16usize, tweak.clone()).prop_map(|(entry, field, how)| Change::Number {
-            entry,
-            field,
-            how
+        1 => (at.clone(), key.clone()).prop_map(|(entry, key)| Change::Resign { entry, key }),
+        1 => (at.clone(), key.clone()).prop_map(|(entry, key)| Change::Cosign { entry, key }),
+        1 => (at.clone(), key).prop_map(|(entry, key)| Change::Reissue { entry, key }),
+        4 => (at.clone(), 0..16usize, tweak.clone()).prop_map(|(entry, field, how)| {
+            Change::Number { entry, field, how }
         }),
-        at.clone().prop_map(|entry| Change::NoInputs { entry }),
-        (at.clone(), tweak.clone()).prop_map(|(entry, how)| Change::Clock { entry, how }),
-        at.clone().prop_map(|entry| Change::Drop { entry }),
-        (at.clone(), at.clone()).prop_map(|(entry, to)| Change::Move { entry, to }),
-        (at.clone(), at).prop_map(|(entry, to)| Change::Duplicate { entry, to }),
+        1 => at.clone().prop_map(|entry| Change::NoInputs { entry }),
+        1 => (at.clone(), tweak.clone()).prop_map(|(entry, how)| Change::Clock { entry, how }),
+        1 => at.clone().prop_map(|entry| Change::Drop { entry }),
+        1 => (at.clone(), at.clone()).prop_map(|(entry, to)| Change::Move { entry, to }),
+        1 => (at.clone(), at).prop_map(|(entry, to)| Change::Duplicate { entry, to }),
     ]
 }
 
@@ -225,6 +226,10 @@ struct Planned {
 /// The sound chain's entries, each with its integration time, and the keys that wrote it.
 struct Sound {
     entries: Vec<Planned>,
+    /// The places of the statements whose numbers the verifier judges: harvests,
+    /// certifications and their revocations, transfers, receipts, transformations and the
+    /// binding.
+    numbered: Vec<usize>,
     keys: Vec<SigningKey>,
     policy: Policy,
 }
@@ -243,9 +248,31 @@ fn sound() -> Sound {
                 exact: false,
             }
         })
+        .collect::<Vec<Planned>>();
+    let numbered = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| {
+            proto::Statement::decode(p.envelope.payload.as_slice()).is_ok_and(|s| {
+                matches!(
+                    s.body,
+                    Some(
+                        Body::Harvest(_)
+                            | Body::Certification(_)
+                            | Body::Revocation(_)
+                            | Body::Transfer(_)
+                            | Body::Receipt(_)
+                            | Body::Transformation(_)
+                            | Body::ProductBinding(_)
+                    )
+                )
+            })
+        })
+        .map(|(i, _)| i)
         .collect();
     Sound {
         entries,
+        numbered,
         keys: all_keys(&s.keys),
         policy: s.policy(),
     }
@@ -325,7 +352,8 @@ fn served(sound: &Sound, changes: &[Change]) -> Bundle {
                 sound.relink(&mut entries, old, new);
             }
             Change::Number { entry, field, how } => {
-                let envelope = &mut entries[entry % len].envelope;
+                let at = sound.numbered[entry % sound.numbered.len()] % len;
+                let envelope = &mut entries[at].envelope;
                 let old = StatementId::of_payload(&envelope.payload);
                 let mut statement = proto::Statement::decode(envelope.payload.as_slice())
                     .expect("the scenario's statements decode");
@@ -441,6 +469,16 @@ fn check_claims(bundle: &Bundle, report: &Report, policy: &Policy) -> Result<(),
         rests_on.push(step.entry);
         if step.kind == StepKind::Harvest {
             check_covered(step, &by_id, &leaves, policy)?;
+            if let (
+                _,
+                proto::Statement {
+                    body: Some(Body::Harvest(h)),
+                    ..
+                },
+            ) = cited(step.entry)?
+            {
+                check_paid(step.entry, &h)?;
+            }
         }
         if step.kind == StepKind::Transfer {
             prop_assert!(
@@ -542,6 +580,37 @@ fn check_covered(
     Ok(())
 }
 
+/// A harvest that does not fail paid farmers at least the policy's USD 1.80 a pound and a
+/// premium of at least USD 0.20 a pound, by its signed statement (a pound is 45,359,237 g
+/// over 100,000), in whole numbers.
+fn check_paid(entry: u64, harvest: &proto::Harvest) -> Result<(), TestCaseError> {
+    for (what, price, least_cents) in [
+        ("price", &harvest.farmgate_price, 180u128),
+        ("premium", &harvest.premium, 20),
+    ] {
+        let per_gram = price.as_ref().and_then(|p| {
+            let per = p.per.as_ref()?;
+            (p.currency == "USD" && per.unit == proto::Unit::Gram as i32 && per.amount > 0)
+                .then_some((u128::from(p.minor_units), u128::from(per.amount)))
+        });
+        let Some((cents, grams)) = per_gram else {
+            return Err(TestCaseError::fail(format!(
+                "the harvest at entry {entry} states no {what} in USD per gram"
+            )));
+        };
+        prop_assert!(
+            cents * 45_359_237 >= least_cents * 100_000 * grams,
+            "the harvest at entry {} pays a {} of {} cents per {} g, below {} US cents a pound",
+            entry,
+            what,
+            cents,
+            grams,
+            least_cents
+        );
+    }
+    Ok(())
+}
+
 /// The bundle less one entry.
 fn without(bundle: &Bundle, entry: u64) -> Bundle {
     let mut entries = bundle.entries.clone();
@@ -592,7 +661,7 @@ fn the_sound_chain_meets_the_claims_and_each_change_is_real() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn a_dishonest_nodes_changes_never_make_a_false_claim(
