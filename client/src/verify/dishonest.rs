@@ -18,7 +18,7 @@
 //! step and receipt is an entry of the bundle, with the statement id and integration time
 //! the log gave it, issued by a key that signed it, in log order; the journey reaches a
 //! harvest, and every step but a harvest names an input lot; every harvest is covered by a
-//! certification of the bundle, of a scheme the policy names, valid at the harvest's
+//! certification of the bundle about its producer, of a scheme the policy names, valid at the harvest's
 //! integration time (as its signed statement says), and paid farmers at least the policy's
 //! minimum price and premium (in whole numbers, from the signed statement); every transfer
 //! shows a receipt that
@@ -468,16 +468,10 @@ fn check_claims(bundle: &Bundle, report: &Report, policy: &Policy) -> Result<(),
         previous = Some(step.entry);
         rests_on.push(step.entry);
         if step.kind == StepKind::Harvest {
-            check_covered(step, &by_id, &leaves, policy)?;
-            if let (
-                _,
-                proto::Statement {
-                    body: Some(Body::Harvest(h)),
-                    ..
-                },
-            ) = cited(step.entry)?
-            {
-                check_paid(step.entry, &h)?;
+            let (_, statement) = cited(step.entry)?;
+            check_covered(step, &statement.issuer, &by_id, &leaves, policy)?;
+            if let Some(Body::Harvest(h)) = &statement.body {
+                check_paid(step.entry, h)?;
             }
         }
         if step.kind == StepKind::Transfer {
@@ -548,10 +542,12 @@ fn check_claims(bundle: &Bundle, report: &Report, policy: &Policy) -> Result<(),
 }
 
 /// A harvest that does not fail is covered, as its signed statements say: some
-/// certification the report cites is an entry of the bundle, of a scheme the policy names
-/// for coffee, and valid (within the clock skew) at the harvest's integration time.
+/// certification the report cites is an entry of the bundle, about the harvest's issuer
+/// (no producer of the scenario rotates its key), of a scheme the policy names for coffee,
+/// and valid (within the clock skew) at the harvest's integration time.
 fn check_covered(
     step: &JourneyStep,
+    producer: &[u8],
     by_id: &BTreeMap<StatementId, u64>,
     leaves: &BTreeMap<u64, Leaf>,
     policy: &Policy,
@@ -566,6 +562,7 @@ fn check_covered(
             Ok(Some(Body::Certification(cert))) => {
                 ["Fairtrade", PGS_SCHEME].contains(&cert.scheme.as_str())
                     && cert.scheme == c.scheme
+                    && cert.subject == producer
                     && cert.valid_from_ms <= t.saturating_add(skew)
                     && t <= cert.valid_until_ms.saturating_add(skew)
             }
