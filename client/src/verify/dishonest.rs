@@ -14,22 +14,22 @@
 //! the chain as its participants could have signed it, not one broken by a dangling id.
 //!
 //! Whatever the verdict, nothing panics and the report is the same twice. When it is not a
-//! failure, what the report claims must be true of the log it was given: every journey
-//! step and receipt is an entry of the bundle, with the statement id and integration time
-//! the log gave it, issued by a key that signed it, in log order; the journey reaches a
+//! failure, what the report claims must be true of the log it was given: every journey step
+//! and receipt is an entry of the bundle, with the statement id and integration time the
+//! log gave it, issued by a key that signed it, in log order; the journey reaches a
 //! harvest, and every step but a harvest names an input lot; every harvest is covered by a
-//! certification of the bundle about its producer, of a scheme the policy names, valid at the harvest's
-//! integration time (as its signed statement says), and paid farmers at least the policy's
-//! minimum price and premium (in whole numbers, from the signed statement); every transfer
-//! shows a receipt that
-//! confirms it (the policy requires receipts); the product is GTIN [`GTIN`] batch
-//! [`BATCH`], bound by an entry that binds it; leaving out of the bundle any one journey
-//! step or the binding makes the verdict a failure, and leaving out a receipt the report
-//! shows does too, unless another receipt by the recipient then answers.
+//! certification of the bundle about its producer, of a scheme the policy names, valid at
+//! the harvest's integration time (as its signed statement says), and paid farmers at least
+//! the policy's minimum price and premium (in whole numbers, from the signed statement);
+//! every transfer shows a receipt that confirms it (the policy requires receipts); the
+//! product is GTIN [`GTIN`] batch [`BATCH`], bound by an entry that binds it; leaving out
+//! of the bundle any one journey step or the binding makes the verdict a failure, and
+//! leaving out a receipt the report shows does too, unless another receipt by the recipient
+//! then answers.
 //!
-//! The fuzz target `bundle_verify` (RELIABILITY.md 7.1) checks the same claims over
-//! statements of any bytes; this property reaches the semantic changes a byte-level fuzzer
-//! rarely makes, and runs with every `cargo test`.
+//! The fuzz target `bundle_verify` (RELIABILITY.md 7.1) checks the same claims (all but the
+//! certification's subject) over statements of any bytes; this property reaches the
+//! semantic changes a byte-level fuzzer rarely makes, and runs with every `cargo test`.
 
 use std::collections::BTreeMap;
 
