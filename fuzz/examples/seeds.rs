@@ -53,6 +53,7 @@ fn main() {
     signed_note();
     merkle_proofs();
     digital_link();
+    bundle_verify();
     println!("seeds written under {}", corpus("").display());
 }
 
@@ -656,4 +657,87 @@ fn digital_link() {
         let b = Bundle::new(subject, log.checkpoint.clone(), entries).expect("a bundle");
         write(T, name, b.to_json().as_bytes());
     }
+}
+
+/// The fixture product's whole chain as a dishonest node could serve it, about each kind of
+/// subject; the chain's tail is accepted by the rules, and the product's bundle verifies.
+fn bundle_verify() {
+    use fairtrail_client::rules::{self, Overlay};
+    use fairtrail_client::statement::Statement;
+    use fairtrail_client::verify::{verify_bundle, Verdict};
+    const T: &str = "bundle_verify";
+    let l = ledger();
+    let mut state = l.state.clone();
+    for (offset, (issuer, s)) in chain_tail().statements.iter().enumerate() {
+        let wire = sign(s, &[*issuer]);
+        let env = fairtrail_client::envelope::Envelope::try_from(wire)
+            .expect("a tail envelope")
+            .verify()
+            .expect("a tail envelope verifies")
+            .into_envelope();
+        let st = Statement::decode(&env).expect("a tail statement");
+        let mut overlay = Overlay::new(&state);
+        rules::apply(&mut overlay, &env, &st, l.next_position(offset as u64))
+            .unwrap_or_else(|e| panic!("tail statement {offset} is refused: {e}"));
+        let writes = overlay.into_writes();
+        state.extend(writes);
+    }
+    let product = BundleInput::whole_chain(0);
+    let report = verify_bundle(&product.serve().bundle, policy());
+    assert_eq!(
+        report.verdict,
+        Verdict::Verified,
+        "the product seed verifies: {:?}",
+        report
+            .failures()
+            .chain(report.warnings())
+            .collect::<Vec<_>>()
+    );
+    let named = [
+        ("product", 0),
+        ("transfer-lot", 1),
+        ("harvest-lot", 2),
+        ("cooperative", 3),
+        ("roasted-lot", 4),
+    ];
+    for (name, subject) in named {
+        let mut input = BundleInput::whole_chain(subject);
+        if subject == 4 {
+            // The lot of the last record: the roasting, inserted last at its place in the
+            // log (between the roaster's receipt and its sale).
+            let roasting = input.records.remove(1);
+            for r in &mut input.records[1..] {
+                r.position -= 1;
+            }
+            input.records.push(roasting);
+        }
+        let bytes = input.encode();
+        assert_eq!(BundleInput::parse(&bytes).as_ref(), Some(&input));
+        let report = verify_bundle(&input.serve().bundle, policy());
+        assert_eq!(
+            report.verdict,
+            Verdict::Verified,
+            "the {name} seed verifies: {:?}",
+            report
+                .failures()
+                .chain(report.warnings())
+                .collect::<Vec<_>>()
+        );
+        write(T, &format!("chain-{name}"), &bytes);
+    }
+    // The same, every statement a record.
+    let input = BundleInput::whole_chain_as_records(0);
+    let bytes = input.encode();
+    assert_eq!(BundleInput::parse(&bytes).as_ref(), Some(&input));
+    let served = input.serve();
+    assert_eq!(served.leaves, BundleInput::whole_chain(0).serve().leaves);
+    assert_eq!(
+        verify_bundle(&served.bundle, policy()).verdict,
+        Verdict::Verified
+    );
+    write(T, "records-product", &bytes);
+    // The product's chain with the roaster's receipt left out of the bundle.
+    let mut input = BundleInput::whole_chain(0);
+    input.omit_from_bundle = 1 << l.envelopes.len();
+    write(T, "chain-product-no-receipt", &input.encode());
 }

@@ -11,13 +11,20 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use ed25519_dalek::SigningKey;
+use fairtrail_client::bundle::{Bundle, BundleEntry, Subject};
+use fairtrail_client::checkpoint::Checkpoint;
+use fairtrail_client::entry::encode_leaf;
 use fairtrail_client::envelope::{self, Envelope, StatementId};
+use fairtrail_client::gs1::ProductId;
 use fairtrail_client::keys::PublicKey;
+use fairtrail_client::merkle::{leaf_hash, MemoryTree};
 use fairtrail_client::note::{NoteSigner, NoteVerifier};
 use fairtrail_client::proto::{self, statement::Body};
 use fairtrail_client::rules::{self, LotId, Overlay, Position};
 use fairtrail_client::statement::{encode, Statement};
 use fairtrail_client::units::{parse_price, parse_quantity};
+use fairtrail_client::verify::Policy;
+use prost::Message;
 
 /// 2024-02-01 00:00 UTC: the fixture ledger's first entry.
 pub const T0: u64 = 1_706_745_600_000;
@@ -431,5 +438,353 @@ impl MerkleInput {
         }
         out.push(0);
         out
+    }
+}
+
+/// The batch of the fixture product: what the retailer binds GTIN [`GTIN`] to.
+pub const BATCH: &str = "R2024-118";
+
+/// The rest of a product's chain after the fixture ledger, in log order: the roaster's
+/// receipt of the transfer, its roasting of the lot, its sale of the roasted lot to the
+/// retailer, the retailer's receipt and its binding of GTIN [`GTIN`] batch [`BATCH`]. Each
+/// statement is issued when it lands right after the fixture ledger, and each is accepted
+/// by the rules (the seed generator checks it).
+pub struct ChainTail {
+    /// Issuer (a [`who`] index) and statement, in log order.
+    pub statements: Vec<(usize, proto::Statement)>,
+    pub roasting: StatementId,
+    pub sale: StatementId,
+}
+
+pub fn chain_tail() -> &'static ChainTail {
+    static TAIL: OnceLock<ChainTail> = OnceLock::new();
+    TAIL.get_or_init(build_chain_tail)
+}
+
+fn build_chain_tail() -> ChainTail {
+    use who::*;
+    let l = ledger();
+    let mut statements = Vec::new();
+    let mut add = |issuer: usize, body: Body| -> StatementId {
+        let at = l.next_position(statements.len() as u64).integrated_at_ms;
+        let s = statement(issuer, at, body);
+        let id = StatementId::of_payload(&encode(&s));
+        statements.push((issuer, s));
+        id
+    };
+    add(
+        ROASTER,
+        Body::Receipt(proto::Receipt {
+            transfer: l.transfer.0.to_vec(),
+            outcome: proto::ReceiptOutcome::Confirmed as i32,
+            amount_received: kg("16000kg").amount,
+        }),
+    );
+    let roasting = add(
+        ROASTER,
+        Body::Transformation(proto::Transformation {
+            inputs: vec![lot_input(l.transfer, 0, "16000kg")],
+            outputs: vec![proto::LotOutput {
+                commodity: "roasted coffee".into(),
+                quantity: Some(kg("13000kg")),
+                lot_code: BATCH.into(),
+            }],
+            process: "roasting".into(),
+        }),
+    );
+    let sale = add(
+        ROASTER,
+        Body::Transfer(proto::Transfer {
+            inputs: vec![lot_input(roasting, 0, "13000kg")],
+            recipient: pk_bytes(RETAILER),
+            price: Some(price("USD 9.00/kg")),
+            document_reference: "INV-R-118".into(),
+        }),
+    );
+    add(
+        RETAILER,
+        Body::Receipt(proto::Receipt {
+            transfer: sale.0.to_vec(),
+            outcome: proto::ReceiptOutcome::Confirmed as i32,
+            amount_received: kg("13000kg").amount,
+        }),
+    );
+    add(
+        RETAILER,
+        Body::ProductBinding(proto::ProductBinding {
+            gtin: GTIN.into(),
+            batch: BATCH.into(),
+            serial: String::new(),
+            inputs: vec![lot_input(sale, 0, "13000kg")],
+            product_name: "Santa Barbara roast".into(),
+        }),
+    );
+    ChainTail {
+        statements,
+        roasting,
+        sale,
+    }
+}
+
+/// The trust policy the bundle target verifies under: the fixture log's key, the fixture
+/// certifier for Fairtrade, the fixture PGS, the Fairtrade coffee minimum and premium,
+/// receipts required, and roasting yields of 780 to 880 per 1000.
+pub fn policy() -> &'static Policy {
+    static POLICY: OnceLock<Policy> = OnceLock::new();
+    POLICY.get_or_init(|| {
+        let toml = format!(
+            r#"
+name = "fuzz policy"
+log_key = "{log_key}"
+require_receipts = true
+clock_skew_ms = 300000
+
+[certifiers]
+Fairtrade = ["{certifier}"]
+
+[pgs."Red Andina PGS"]
+network = "{pgs}"
+quorum = 2
+
+[commodities.coffee]
+includes = ["green coffee", "roasted coffee"]
+minimum_price = "USD 1.80/lb"
+premium = "USD 0.20/lb"
+certification_required = true
+schemes = ["Fairtrade", "Red Andina PGS"]
+
+[yields.roasting]
+min_per_mille = 780
+max_per_mille = 880
+"#,
+            log_key = log_verifier().to_text(),
+            certifier = public(who::CERTIFIER),
+            pgs = public(who::PGS),
+        );
+        Policy::from_toml(&toml).expect("the fuzz policy is valid")
+    })
+}
+
+/// The input of the `bundle_verify` target: a log a dishonest node could serve, and the
+/// bundle it cuts from it.
+///
+/// ```text
+/// subject u8 || omitted fixture entries u16 LE || omitted bundle entries u32 LE ||
+/// up to MAX_LOG_RECORDS records: position u8 || signers u16 LE || length u16 LE || payload
+/// ```
+///
+/// The log starts as the fixture ledger's entries, less those whose bit is set in the
+/// second field; each record's payload is then signed (as the `rules` records are, see
+/// [`signers_for`]) and inserted at `position % (entries + 1)`. Entry `i` is integrated at
+/// `T0 + i * MINUTE`. The bundle holds every entry of the log but those whose bit is set in
+/// the third field, each with its inclusion proof, and a checkpoint the fixture log key
+/// signs. The subject's low three bits pick it: 0 the product [`GTIN`] / [`BATCH`], 1 the
+/// transfer's lot, 2 the harvest's lot, 3 the cooperative, otherwise the lot of the last
+/// record, output `subject >> 3`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BundleInput {
+    pub subject: u8,
+    pub omit_fixture: u16,
+    pub omit_from_bundle: u32,
+    pub records: Vec<LogRecord>,
+}
+
+/// A statement a dishonest node logs: see [`BundleInput`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogRecord {
+    pub position: u8,
+    pub mask: u16,
+    pub payload: Vec<u8>,
+}
+
+/// The most records a [`BundleInput`] holds.
+pub const MAX_LOG_RECORDS: usize = 24;
+
+impl BundleInput {
+    pub fn parse(data: &[u8]) -> Option<Self> {
+        let (&subject, rest) = data.split_first()?;
+        let omit_fixture = u16::from_le_bytes(rest.get(..2)?.try_into().ok()?);
+        let omit_from_bundle = u32::from_le_bytes(rest.get(2..6)?.try_into().ok()?);
+        let mut data = rest.get(6..)?;
+        let mut records = Vec::new();
+        while data.len() >= 5 && records.len() < MAX_LOG_RECORDS {
+            let position = data[0];
+            let mask = u16::from_le_bytes([data[1], data[2]]);
+            let len = usize::from(u16::from_le_bytes([data[3], data[4]]));
+            let rest = &data[5..];
+            let (payload, tail) = rest.split_at(len.min(rest.len()));
+            records.push(LogRecord {
+                position,
+                mask,
+                payload: payload.to_vec(),
+            });
+            data = tail;
+        }
+        Some(BundleInput {
+            subject,
+            omit_fixture,
+            omit_from_bundle,
+            records,
+        })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.subject];
+        out.extend_from_slice(&self.omit_fixture.to_le_bytes());
+        out.extend_from_slice(&self.omit_from_bundle.to_le_bytes());
+        for r in &self.records {
+            out.push(r.position);
+            encode_record(&mut out, r.mask, &r.payload);
+        }
+        out
+    }
+
+    /// The fixture product's whole chain with every statement a record (the fixture
+    /// ledger's entries all left out and logged again from records), so that mutations
+    /// reach the declarations, the harvest and the certification too.
+    pub fn whole_chain_as_records(subject: u8) -> Self {
+        let l = ledger();
+        let mut records: Vec<LogRecord> = l
+            .envelopes
+            .iter()
+            .enumerate()
+            .map(|(i, wire)| {
+                let issuer = proto::Statement::decode(wire.payload.as_slice())
+                    .expect("a fixture statement")
+                    .issuer;
+                let signer = (0..KEY_SEEDS.len())
+                    .find(|k| public(*k).as_bytes()[..] == issuer[..])
+                    .expect("a fixture issuer");
+                LogRecord {
+                    position: u8::try_from(i).expect("a short ledger"),
+                    mask: mask(&[signer]) | NO_AUTO_ISSUER,
+                    payload: wire.payload.clone(),
+                }
+            })
+            .collect();
+        records.extend(Self::whole_chain(subject).records);
+        BundleInput {
+            subject,
+            omit_fixture: u16::MAX,
+            omit_from_bundle: 0,
+            records,
+        }
+    }
+
+    /// The fixture product's whole chain: the fixture ledger, then [`chain_tail`] appended.
+    /// Each record's mask names its issuer and sets [`NO_AUTO_ISSUER`], so that flipping
+    /// one bit of a mask leaves a statement its issuer did not sign.
+    pub fn whole_chain(subject: u8) -> Self {
+        let start = ledger().envelopes.len();
+        BundleInput {
+            subject,
+            omit_fixture: 0,
+            omit_from_bundle: 0,
+            records: chain_tail()
+                .statements
+                .iter()
+                .enumerate()
+                .map(|(i, (issuer, s))| LogRecord {
+                    position: u8::try_from(start + i).expect("a short ledger"),
+                    mask: mask(&[*issuer]) | NO_AUTO_ISSUER,
+                    payload: encode(s),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The log a [`BundleInput`] describes, and the bundle cut from it.
+pub struct ServedLog {
+    /// Every entry, in log order: its envelope and its leaf.
+    pub envelopes: Vec<proto::Envelope>,
+    pub leaves: Vec<Vec<u8>>,
+    pub tree: MemoryTree,
+    pub bundle: Bundle,
+}
+
+impl BundleInput {
+    pub fn serve(&self) -> ServedLog {
+        let l = ledger();
+        let mut envelopes: Vec<proto::Envelope> = l
+            .envelopes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i >= 16 || self.omit_fixture & (1 << i) == 0)
+            .map(|(_, e)| e.clone())
+            .collect();
+        let mut last = None;
+        for r in &self.records {
+            let issuer = proto::Statement::decode(r.payload.as_slice())
+                .map(|s| s.issuer)
+                .unwrap_or_default();
+            let keys: Vec<SigningKey> = signers_for(r.mask, &issuer)
+                .iter()
+                .map(|i| key(*i))
+                .collect();
+            let refs: Vec<&SigningKey> = keys.iter().collect();
+            let wire = envelope::sign(r.payload.clone(), &refs);
+            last = Some(StatementId::of_payload(&r.payload));
+            let at = usize::from(r.position) % (envelopes.len() + 1);
+            envelopes.insert(at, wire);
+        }
+        let mut kept = Vec::with_capacity(envelopes.len());
+        let mut leaves = Vec::with_capacity(envelopes.len());
+        for wire in envelopes {
+            let at = T0 + leaves.len() as u64 * MINUTE;
+            // A node cannot log what has no leaf encoding (an envelope over the size limit).
+            if let Ok(leaf) = encode_leaf(wire.clone(), at) {
+                leaves.push(leaf);
+                kept.push(wire);
+            }
+        }
+        let mut tree = MemoryTree::new();
+        for leaf in &leaves {
+            tree.push_leaf_hash(leaf_hash(leaf));
+        }
+        let checkpoint = Checkpoint {
+            origin: ORIGIN.into(),
+            size: tree.len(),
+            root: tree.root(),
+            extensions: vec![],
+        }
+        .sign(&log_signer())
+        .expect("a checkpoint signs");
+        let size = tree.len();
+        let entries = leaves
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i >= 32 || self.omit_from_bundle & (1 << i) == 0)
+            .map(|(i, leaf)| BundleEntry {
+                index: i as u64,
+                leaf: leaf.clone(),
+                inclusion_proof: tree
+                    .prove_inclusion(i as u64, size)
+                    .expect("an index inside the tree"),
+            })
+            .collect();
+        let subject = match self.subject & 7 {
+            0 => Subject::Product(ProductId::new(GTIN, BATCH, None).expect("a valid product")),
+            1 => Subject::Lot(LotId {
+                statement: l.transfer,
+                output: 0,
+            }),
+            2 => Subject::Lot(LotId {
+                statement: l.harvest,
+                output: 0,
+            }),
+            3 => Subject::Participant(public(who::COOP)),
+            _ => Subject::Lot(LotId {
+                statement: last.unwrap_or(l.transfer),
+                output: u32::from(self.subject >> 3),
+            }),
+        };
+        let bundle = Bundle::new(subject, checkpoint, entries).expect("a well-formed bundle");
+        ServedLog {
+            envelopes: kept,
+            leaves,
+            tree,
+            bundle,
+        }
     }
 }
