@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::chain::{inputs, lot_of, place, yield_of, Traced};
+use super::chain::{inputs, lot_of, output_family, place, yield_of, Traced};
 use super::evidence::Item;
 use super::identity::possessive;
 use super::report::Assurance;
@@ -161,7 +161,42 @@ fn check_yield(
 ) -> bool {
     let entry = Some(item.index);
     let actor = possessive(&ctx.ids.name(&item.statement.issuer));
-    let Some((input, output, per_mille)) = yield_of(traced, t) else {
+    if let Some(family) = output_family(ctx.policy, t) {
+        let of_family = t.inputs.iter().any(|i| {
+            lot_of(i)
+                .and_then(|l| traced.lots.get(&l))
+                .and_then(|info| ctx.policy.commodity(&info.commodity))
+                .is_some_and(|(f, _)| f == family)
+        });
+        if !of_family {
+            let made: Vec<String> = t
+                .outputs
+                .iter()
+                .filter(|o| ctx.policy.commodity(&o.commodity).is_some())
+                .map(|o| o.commodity.clone())
+                .collect();
+            let from: Vec<String> = t
+                .inputs
+                .iter()
+                .filter_map(|i| lot_of(i).and_then(|l| traced.lots.get(&l)))
+                .map(|info| info.commodity.clone())
+                .collect();
+            out.fail(
+                Step::Quantities,
+                Problem::CommodityWithoutSource,
+                entry,
+                format!(
+                    "{actor} {} at entry {} made {} from no {family} (its inputs: {}); what the policy counts as {family} must be made from {family}",
+                    t.process,
+                    item.index,
+                    made.join(" and "),
+                    if from.is_empty() { "none known".to_owned() } else { from.join(", ") }
+                ),
+            );
+            return false;
+        }
+    }
+    let Some((input, output, per_mille)) = yield_of(traced, t, ctx.policy) else {
         out.warn(
             Step::Quantities,
             Problem::YieldNotComputable,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::evidence::Item;
-use super::{Ctx, Findings, Problem, Step};
+use super::{Ctx, Findings, Policy, Problem, Step};
 use crate::bundle::Subject;
 use crate::keys::PublicKey;
 use crate::proto::{self, statement::Body};
@@ -341,12 +341,26 @@ fn work_out_lots(ctx: &Ctx<'_>, traced: &mut Traced, out: &mut Findings) {
 }
 
 /// A transformation's yield: (input total, output total in the input's unit, per mille).
-/// `None` when the inputs are unknown or do not share one unit, or no output is in it.
-pub(crate) fn yield_of(traced: &Traced, t: &proto::Transformation) -> Option<(u64, u64, u64)> {
+/// When an output is of a commodity family the policy names, only the inputs and outputs of
+/// that family count: 16 t of sand do not make 13 t of roasted coffee plausible. `None`
+/// when the inputs are unknown, the counted ones do not share one unit, or none of either
+/// is counted.
+pub(crate) fn yield_of(
+    traced: &Traced,
+    t: &proto::Transformation,
+    policy: &Policy,
+) -> Option<(u64, u64, u64)> {
+    let family = output_family(policy, t);
+    let counted = |commodity: &str| {
+        family.is_none_or(|f| policy.commodity(commodity).map(|(g, _)| g) == Some(f))
+    };
     let mut unit = None;
     let mut input: u64 = 0;
     for i in &t.inputs {
         let info = lot_of(i).and_then(|l| traced.lots.get(&l))?;
+        if !counted(&info.commodity) {
+            continue;
+        }
         if unit.is_some_and(|u| u != info.unit) {
             return None;
         }
@@ -357,6 +371,7 @@ pub(crate) fn yield_of(traced: &Traced, t: &proto::Transformation) -> Option<(u6
     let output = t
         .outputs
         .iter()
+        .filter(|o| counted(&o.commodity))
         .filter_map(|o| o.quantity)
         .filter(|q| q.unit == unit)
         .fold(0u64, |sum, q| sum.saturating_add(q.amount));
@@ -365,6 +380,14 @@ pub(crate) fn yield_of(traced: &Traced, t: &proto::Transformation) -> Option<(u6
     }
     let per_mille = u128::from(output) * 1000 / u128::from(input);
     Some((input, output, u64::try_from(per_mille).unwrap_or(u64::MAX)))
+}
+
+/// The policy's commodity family of a transformation's outputs: that of the first output
+/// whose commodity the policy names. Its yield is counted in that family alone.
+pub(crate) fn output_family<'p>(policy: &'p Policy, t: &proto::Transformation) -> Option<&'p str> {
+    t.outputs
+        .iter()
+        .find_map(|o| policy.commodity(&o.commodity).map(|(family, _)| family))
 }
 
 /// "Marcala, La Paz, HN": the non-empty parts, joined.

@@ -107,6 +107,7 @@ pub enum Problem {
     YieldOutOfBounds,
     NoYieldBound,
     YieldNotComputable,
+    CommodityWithoutSource,
     // 7. receipts
     ReceiptMissing,
     ReceiptDisputed,

@@ -42,11 +42,11 @@ pub fn pk(key: &SigningKey) -> PublicKey {
     PublicKey::from(&key.verifying_key())
 }
 
-fn kg(text: &str) -> proto::Quantity {
+pub fn kg(text: &str) -> proto::Quantity {
     parse_quantity(text).expect("a test quantity")
 }
 
-fn price(text: &str) -> proto::Price {
+pub fn price(text: &str) -> proto::Price {
     parse_price(text).expect("a test price")
 }
 
@@ -60,7 +60,7 @@ fn lot(id: StatementId, output: u32) -> Option<proto::LotRef> {
     )
 }
 
-fn take(id: StatementId, output: u32, amount: &str) -> proto::LotInput {
+pub fn take(id: StatementId, output: u32, amount: &str) -> proto::LotInput {
     proto::LotInput {
         lot: lot(id, output),
         amount: kg(amount).amount,
@@ -273,7 +273,12 @@ fn declaration(
     })
 }
 
-fn transfer(inputs: Vec<proto::LotInput>, to: &SigningKey, price_text: &str, doc: &str) -> Body {
+pub fn transfer(
+    inputs: Vec<proto::LotInput>,
+    to: &SigningKey,
+    price_text: &str,
+    doc: &str,
+) -> Body {
     Body::Transfer(proto::Transfer {
         inputs,
         recipient: to.verifying_key().to_bytes().to_vec(),
@@ -282,7 +287,7 @@ fn transfer(inputs: Vec<proto::LotInput>, to: &SigningKey, price_text: &str, doc
     })
 }
 
-fn receipt(transfer: StatementId, amount: &str) -> Body {
+pub fn receipt(transfer: StatementId, amount: &str) -> Body {
     Body::Receipt(proto::Receipt {
         transfer: transfer.as_bytes().to_vec(),
         outcome: proto::ReceiptOutcome::Confirmed as i32,

@@ -1089,6 +1089,121 @@ fn goods_from_nowhere_fail() {
     }
 }
 
+/// A roaster's chain from a harvest of `commodity` (and, with `pinch`, a little certified
+/// green coffee beside it) to a product of batch `batch`; returns the roasting's id.
+fn roasted_from(
+    s: &mut Scenario,
+    batch: &str,
+    commodity: &str,
+    pinch: bool,
+) -> crate::envelope::StatementId {
+    use super::testlog::{kg, price, receipt, take, transfer};
+    use proto::statement::Body;
+    let (pe, roaster, retailer) = (
+        s.keys.pe_coop.clone(),
+        s.keys.roaster.clone(),
+        s.keys.retailer.clone(),
+    );
+    let harvest = |commodity: &str, amount: &str, paid: &str| {
+        Body::Harvest(proto::Harvest {
+            commodity: commodity.into(),
+            quantity: Some(kg(amount)),
+            harvested_from_ms: T0,
+            harvested_until_ms: T0 + DAY,
+            country: "PE".into(),
+            region: "Puno".into(),
+            farmgate_price: Some(price(paid)),
+            premium: Some(price("USD 0.20/lb")),
+            farmer_count: 12,
+            lot_code: format!("{batch}-{commodity}"),
+        })
+    };
+    let mut inputs = Vec::new();
+    let mut lots = vec![(commodity, "16000kg", "USD 0.01/kg")];
+    if pinch {
+        lots.push(("green coffee", "10kg", "USD 2.10/lb"));
+    }
+    for (commodity, amount, paid) in lots {
+        let made = s.log.append(&pe, harvest(commodity, amount, paid), &[]);
+        let shipped = s.log.append(
+            &pe,
+            transfer(vec![take(made, 0, amount)], &roaster, "USD 3.00/kg", batch),
+            &[],
+        );
+        s.log.append(&roaster, receipt(shipped, amount), &[]);
+        inputs.push(take(shipped, 0, amount));
+    }
+    let roasting = s.log.append(
+        &roaster,
+        Body::Transformation(proto::Transformation {
+            inputs,
+            outputs: vec![proto::LotOutput {
+                commodity: "roasted coffee".into(),
+                quantity: Some(kg("13000kg")),
+                lot_code: batch.into(),
+            }],
+            process: "roasting".into(),
+        }),
+        &[],
+    );
+    let sold = s.log.append(
+        &roaster,
+        transfer(
+            vec![take(roasting, 0, "13000kg")],
+            &retailer,
+            "USD 9.00/kg",
+            batch,
+        ),
+        &[],
+    );
+    s.log.append(&retailer, receipt(sold, "13000kg"), &[]);
+    s.log.append(
+        &retailer,
+        Body::ProductBinding(proto::ProductBinding {
+            gtin: GTIN.into(),
+            batch: batch.into(),
+            serial: String::new(),
+            inputs: vec![take(sold, 0, "13000kg")],
+            product_name: "Santa Barbara roast".into(),
+        }),
+        &[],
+    );
+    roasting
+}
+
+#[test]
+fn coffee_made_from_something_else_fails() {
+    let mut s = Scenario::build(Knobs::default());
+    // Sand roasted into coffee: the policy's coffee made from no coffee.
+    let sand = roasted_from(&mut s, "SAND-1", "sand", false);
+    // A pinch of coffee in the sand: the yield counts coffee alone, 13 t from 10 kg.
+    let pinch = roasted_from(&mut s, "SAND-2", "sand", true);
+    let product = |batch| Subject::Product(ProductId::new(GTIN, batch, None).unwrap());
+
+    let report = verify_bundle(&s.log.bundle(product("SAND-1")), &s.policy());
+    let f = assert_fails(
+        &report,
+        Problem::CommodityWithoutSource,
+        Some(s.log.index_of(sand)),
+    );
+    assert!(
+        f.message
+            .contains("made roasted coffee from no coffee (its inputs: sand)"),
+        "{}",
+        f.message
+    );
+    assert_only(&report, &[Problem::CommodityWithoutSource]);
+
+    let report = verify_bundle(&s.log.bundle(product("SAND-2")), &s.policy());
+    let f = assert_fails(
+        &report,
+        Problem::YieldOutOfBounds,
+        Some(s.log.index_of(pinch)),
+    );
+    assert!(f.message.contains("10 kg into 13,000 kg"), "{}", f.message);
+    assert_only(&report, &[Problem::YieldOutOfBounds]);
+}
+
 #[test]
 fn a_certification_not_yet_valid_or_for_another_role_fails() {
     let s = scenario(|k| k.hn_cert_from = T0 + 20 * DAY);

@@ -240,7 +240,7 @@ pub(crate) fn build(
             }
             Body::Transformation(t) => {
                 step.process = Some(t.process.clone());
-                step.yield_per_mille = yield_of(traced, t).map(|(_, _, y)| y);
+                step.yield_per_mille = yield_of(traced, t, ctx.policy).map(|(_, _, y)| y);
             }
             _ => {}
         }

@@ -146,6 +146,10 @@ fn texts(problem: Problem) -> (&'static str, &'static str) {
             "The yield of a processing step cannot be worked out (different units).",
             "No se puede calcular el rendimiento de una transformación (unidades distintas).",
         ),
+        P::CommodityWithoutSource => (
+            "Processing made goods the policy covers out of none of them.",
+            "Una transformación produjo mercancía que cubre la política a partir de nada de ella.",
+        ),
         // 7. receipts
         P::ReceiptMissing => (
             "A shipment was not confirmed by whoever received it.",
