@@ -8,10 +8,11 @@
 //! key and verifies the product's bundle. The changes are the node's own (an entry left
 //! out, moved or logged twice; its integration time changed; its signatures replaced or one
 //! added) and those of participants who sign what it asks (a statement issued in another's
-//! name; a number in it changed, or its inputs taken away, and signed again by its
-//! signers). A statement changed that way gets a new id, so the statements that refer to it
-//! are changed to refer to the new one and signed again by their signers, down the chain:
-//! the chain as its participants could have signed it, not one broken by a dangling id.
+//! name; a number or a commodity in it changed, or its inputs taken away, and signed again
+//! by its signers). A statement changed that way gets a new id, so the statements that
+//! refer to it are changed to refer to the new one and signed again by their signers, down
+//! the chain: the chain as its participants could have signed it, not one broken by a
+//! dangling id.
 //!
 //! Whatever the verdict, nothing panics and the report is the same twice. When it is not a
 //! failure, what the report claims must be true of the log it was given: every journey step
@@ -63,6 +64,9 @@ enum Change {
         field: usize,
         how: Tweak,
     },
+    /// The commodity of a harvest or of a transformation's output renamed to
+    /// `COMMODITIES[to]`, and the statement signed again by its signers.
+    Commodity { entry: usize, to: usize },
     /// The statement's inputs taken away (a transfer, transformation or binding of
     /// nothing), and the statement signed again by its signers.
     NoInputs { entry: usize },
@@ -121,12 +125,16 @@ fn change() -> impl Strategy<Value = Change> {
             Change::Number { entry, field, how }
         }),
         1 => at.clone().prop_map(|entry| Change::NoInputs { entry }),
+        1 => (at.clone(), 0..COMMODITIES.len()).prop_map(|(entry, to)| Change::Commodity { entry, to }),
         1 => (at.clone(), tweak.clone()).prop_map(|(entry, how)| Change::Clock { entry, how }),
         1 => at.clone().prop_map(|entry| Change::Drop { entry }),
         1 => (at.clone(), at.clone()).prop_map(|(entry, to)| Change::Move { entry, to }),
         1 => (at.clone(), at).prop_map(|(entry, to)| Change::Duplicate { entry, to }),
     ]
 }
+
+/// What a commodity may be renamed to: the policy's two coffees, and two it does not name.
+const COMMODITIES: [&str; 4] = ["green coffee", "roasted coffee", "sand", "cocoa beans"];
 
 /// The roaster's place in [`all_keys`].
 const ROASTER: usize = 6;
@@ -361,6 +369,26 @@ fn served(sound: &Sound, changes: &[Change]) -> Bundle {
                 let count = fields.len();
                 if let Some(n) = fields.get_mut(field % count) {
                     **n = how.apply(**n);
+                }
+                *envelope = sound.sign_as(envelope, &statement);
+                let new = StatementId::of_payload(&envelope.payload);
+                sound.relink(&mut entries, old, new);
+            }
+            Change::Commodity { entry, to } => {
+                let at = sound.numbered[entry % sound.numbered.len()] % len;
+                let envelope = &mut entries[at].envelope;
+                let old = StatementId::of_payload(&envelope.payload);
+                let mut statement = proto::Statement::decode(envelope.payload.as_slice())
+                    .expect("the scenario's statements decode");
+                let name = COMMODITIES[to].to_owned();
+                match &mut statement.body {
+                    Some(Body::Harvest(h)) => h.commodity = name,
+                    Some(Body::Transformation(t)) => {
+                        for output in &mut t.outputs {
+                            output.commodity = name.clone();
+                        }
+                    }
+                    _ => continue,
                 }
                 *envelope = sound.sign_as(envelope, &statement);
                 let new = StatementId::of_payload(&envelope.payload);
@@ -633,8 +661,8 @@ fn the_sound_chain_meets_the_claims_and_each_change_is_real() {
         render_text(&report)
     );
     check_claims(&bundle, &report, &sound.policy).expect("the sound chain's claims hold");
-    // The property is only as good as its changes: a harvest signed by the wrong key is
-    // one of them, and it must fail.
+    // The property is only as good as its changes and claims: a harvest signed by the wrong
+    // key is one of them, and it must fail.
     let harvest = sound
         .entries
         .iter()
@@ -655,6 +683,24 @@ fn the_sound_chain_meets_the_claims_and_each_change_is_real() {
         Verdict::Failed,
         "a harvest signed by the roaster alone"
     );
+    // Every harvest renamed to sand, signed again and re-linked down the chain: the roaster
+    // roasts sand into coffee, which must fail. (One harvest renamed fails already, as a
+    // shipment of sand and coffee together.)
+    let harvests: Vec<Change> = sound
+        .numbered
+        .iter()
+        .enumerate()
+        .filter(|(_, at)| {
+            proto::Statement::decode(sound.entries[**at].envelope.payload.as_slice())
+                .is_ok_and(|s| matches!(s.body, Some(Body::Harvest(_))))
+        })
+        .map(|(n, _)| Change::Commodity { entry: n, to: 2 })
+        .collect();
+    assert_eq!(harvests.len(), 2);
+    let sand = served(sound, &harvests);
+    let report = verify_bundle(&sand, &sound.policy);
+    assert_eq!(report.verdict, Verdict::Failed, "{}", render_text(&report));
+    check_claims(&sand, &report, &sound.policy).expect_err("the claims of coffee made of sand");
 }
 
 proptest! {
