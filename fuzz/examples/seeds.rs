@@ -17,7 +17,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use fairtrail_client::bundle::{Bundle, BundleEntry, Subject};
 use fairtrail_client::checkpoint::Checkpoint;
-use fairtrail_client::entry::encode_leaf;
 use fairtrail_client::envelope::{EnvelopeJson, StatementId};
 use fairtrail_client::merkle::{leaf_hash, MemoryTree};
 use fairtrail_client::proto::{self, statement::Body};
@@ -400,29 +399,18 @@ struct Log {
 }
 
 fn log() -> Log {
-    let l = ledger();
-    let mut tree = MemoryTree::new();
-    let leaves: Vec<Vec<u8>> = l
-        .envelopes
-        .iter()
-        .enumerate()
-        .map(|(i, e)| encode_leaf(e.clone(), T0 + i as u64 * MINUTE).expect("a leaf"))
-        .collect();
-    for leaf in &leaves {
-        tree.push_leaf_hash(leaf_hash(leaf));
+    // The fixture ledger alone, served whole.
+    let served = BundleInput {
+        subject: 0,
+        omit_fixture: 0,
+        omit_from_bundle: 0,
+        records: Vec::new(),
     }
-    let checkpoint = Checkpoint {
-        origin: ORIGIN.into(),
-        size: tree.len(),
-        root: tree.root(),
-        extensions: vec![],
-    }
-    .sign(&log_signer())
-    .expect("a checkpoint signs");
+    .serve();
     Log {
-        leaves,
-        tree,
-        checkpoint,
+        leaves: served.leaves,
+        tree: served.tree,
+        checkpoint: served.bundle.checkpoint,
     }
 }
 
