@@ -86,6 +86,7 @@ pub enum Problem {
     EnvelopeMalformed,
     StatementMalformed,
     IssuerDidNotSign,
+    IssuedAfterLogged,
     BadSignature,
     // 4. participants and keys
     UndeclaredKey,

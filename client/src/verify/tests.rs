@@ -301,6 +301,48 @@ fn a_forged_signature_fails() {
 }
 
 #[test]
+fn a_statement_signed_after_it_was_logged_fails() {
+    // A node that holds its clock back logs a statement before it was signed. Up to the
+    // ledger's ten minutes of skew is allowed; a millisecond more is not.
+    for (ahead, fails) in [(10 * 60_000, false), (10 * 60_000 + 1, true)] {
+        let mut s = Scenario::build(Knobs::default());
+        let retailer = s.keys.retailer.clone();
+        let statement = proto::Statement {
+            issuer: retailer.verifying_key().to_bytes().to_vec(),
+            issued_at_ms: s.log.now + ahead,
+            references: Vec::new(),
+            remark: String::new(),
+            body: Some(proto::statement::Body::Dispute(proto::Dispute {
+                entry: s.hn_shipment.as_bytes().to_vec(),
+                reason: "late".into(),
+            })),
+        };
+        let id = s.log.append_envelope(crate::envelope::sign(
+            crate::statement::encode(&statement),
+            &[&retailer],
+        ));
+        let report = verify(&s);
+        if fails {
+            let f = assert_fails(
+                &report,
+                Problem::IssuedAfterLogged,
+                Some(s.log.index_of(id)),
+            );
+            assert!(f.message.contains("held back"), "{}", f.message);
+            assert_only(&report, &[Problem::IssuedAfterLogged]);
+            assert_stopped_after(&report, 3);
+        } else {
+            assert!(
+                !report.has(Problem::IssuedAfterLogged),
+                "{}",
+                render_text(&report)
+            );
+            assert_ne!(report.verdict, Verdict::Failed, "{}", render_text(&report));
+        }
+    }
+}
+
+#[test]
 fn a_tampered_entry_is_not_in_the_log() {
     let s = Scenario::build(Knobs::default());
     let index = s.log.index_of(s.hn_harvest);

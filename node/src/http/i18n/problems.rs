@@ -71,6 +71,10 @@ fn texts(problem: Problem) -> (&'static str, &'static str) {
             "A statement is not signed by the participant who made it.",
             "Una declaración no está firmada por quien la hizo.",
         ),
+        P::IssuedAfterLogged => (
+            "A statement was signed after the record says it was logged: the record's clock was held back.",
+            "Una declaración se firmó después de que el registro dice haberla anotado: su reloj se atrasó.",
+        ),
         P::BadSignature => (
             "A signature is not genuine.",
             "Una firma no es auténtica.",
