@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::chain::{inputs, lot_of, output_family, place, yield_of, Traced};
+use super::chain::{inputs, lot_of, output_families, place, yield_in, LotInfo, Traced};
 use super::evidence::Item;
 use super::identity::possessive;
 use super::report::Assurance;
@@ -151,7 +151,8 @@ pub(crate) fn check(ctx: &Ctx<'_>, traced: &Traced, out: &mut Findings) {
     }
 }
 
-/// Checks a transformation's yield against the policy; false when it fails.
+/// Checks a transformation's sources and yields against the policy, in each policy family
+/// its outputs fall in (or over everything when none does); false when it fails.
 fn check_yield(
     ctx: &Ctx<'_>,
     traced: &Traced,
@@ -159,52 +160,100 @@ fn check_yield(
     t: &proto::Transformation,
     out: &mut Findings,
 ) -> bool {
+    let families = output_families(ctx.policy, t);
+    if families.is_empty() {
+        return check_yield_in(ctx, traced, item, t, None, out);
+    }
+    let mut sound = true;
+    for family in families {
+        sound &= check_source(ctx, traced, item, t, family, out)
+            && check_yield_in(ctx, traced, item, t, Some(family), out);
+    }
+    sound
+}
+
+/// Whether a transformation that makes goods of policy family `family` uses some of it.
+fn check_source(
+    ctx: &Ctx<'_>,
+    traced: &Traced,
+    item: &Item,
+    t: &proto::Transformation,
+    family: &str,
+    out: &mut Findings,
+) -> bool {
+    let of_family = |commodity: &str| {
+        ctx.policy
+            .commodity(commodity)
+            .is_some_and(|(f, _)| f == family)
+    };
+    let lots: Vec<&LotInfo> = t
+        .inputs
+        .iter()
+        .filter_map(|i| lot_of(i).and_then(|l| traced.lots.get(&l)))
+        .collect();
+    if lots.iter().any(|info| of_family(&info.commodity)) {
+        return true;
+    }
+    let made: Vec<&str> = t
+        .outputs
+        .iter()
+        .filter(|o| of_family(&o.commodity))
+        .map(|o| o.commodity.as_str())
+        .collect();
+    let from: Vec<&str> = lots.iter().map(|info| info.commodity.as_str()).collect();
+    out.fail(
+        Step::Quantities,
+        Problem::CommodityWithoutSource,
+        Some(item.index),
+        format!(
+            "{} {} at entry {} made {} from no {family} (its inputs: {}); what the policy counts as {family} must be made from {family}",
+            possessive(&ctx.ids.name(&item.statement.issuer)),
+            t.process,
+            item.index,
+            made.join(" and "),
+            if from.is_empty() { "none known".to_owned() } else { from.join(", ") }
+        ),
+    );
+    false
+}
+
+/// Checks a transformation's yield in `family` (see [`yield_in`]) against the policy's
+/// bounds for its process. A yield that cannot be worked out is a warning, and a failure
+/// when the policy bounds the process: what it bounds must be checked.
+fn check_yield_in(
+    ctx: &Ctx<'_>,
+    traced: &Traced,
+    item: &Item,
+    t: &proto::Transformation,
+    family: Option<&str>,
+    out: &mut Findings,
+) -> bool {
     let entry = Some(item.index);
     let actor = possessive(&ctx.ids.name(&item.statement.issuer));
-    if let Some(family) = output_family(ctx.policy, t) {
-        let of_family = t.inputs.iter().any(|i| {
-            lot_of(i)
-                .and_then(|l| traced.lots.get(&l))
-                .and_then(|info| ctx.policy.commodity(&info.commodity))
-                .is_some_and(|(f, _)| f == family)
-        });
-        if !of_family {
-            let made: Vec<String> = t
-                .outputs
-                .iter()
-                .filter(|o| ctx.policy.commodity(&o.commodity).is_some())
-                .map(|o| o.commodity.clone())
-                .collect();
-            let from: Vec<String> = t
-                .inputs
-                .iter()
-                .filter_map(|i| lot_of(i).and_then(|l| traced.lots.get(&l)))
-                .map(|info| info.commodity.clone())
-                .collect();
+    let bounds = ctx.policy.yields.get(&t.process);
+    let of = family.map(|f| format!(" of {f}")).unwrap_or_default();
+    let Some((input, output, per_mille)) = yield_in(traced, t, ctx.policy, family) else {
+        let message = format!(
+            "the yield{of} of {actor} {} at entry {} cannot be worked out (its inputs and outputs{of} do not share a unit)",
+            t.process, item.index
+        );
+        if let Some(bounds) = bounds {
             out.fail(
                 Step::Quantities,
-                Problem::CommodityWithoutSource,
+                Problem::YieldNotComputable,
                 entry,
                 format!(
-                    "{actor} {} at entry {} made {} from no {family} (its inputs: {}); what the policy counts as {family} must be made from {family}",
-                    t.process,
-                    item.index,
-                    made.join(" and "),
-                    if from.is_empty() { "none known".to_owned() } else { from.join(", ") }
+                    "{message}, and the policy bounds \"{}\" to {}–{}‰",
+                    t.process, bounds.min_per_mille, bounds.max_per_mille
                 ),
             );
             return false;
         }
-    }
-    let Some((input, output, per_mille)) = yield_of(traced, t, ctx.policy) else {
         out.warn(
             Step::Quantities,
             Problem::YieldNotComputable,
             entry,
-            format!(
-                "the yield of {actor} {} at entry {} cannot be worked out (its inputs and outputs do not share a unit)",
-                t.process, item.index
-            ),
+            message,
         );
         return true;
     };
@@ -216,11 +265,11 @@ fn check_yield(
         })
         .map_or(0, |l| l.unit);
     let amounts = format!(
-        "{} into {}: a yield of {per_mille}‰",
+        "{}{of} into {}{of}: a yield of {per_mille}‰",
         DisplayQuantity(input, unit),
         DisplayQuantity(output, unit)
     );
-    let Some(bounds) = ctx.policy.yields.get(&t.process) else {
+    let Some(bounds) = bounds else {
         out.warn(
             Step::Quantities,
             Problem::NoYieldBound,

@@ -164,6 +164,9 @@ pub(crate) fn trace(ctx: &Ctx<'_>, subject: &Subject, out: &mut Findings) -> Tra
         }
     }
     work_out_lots(ctx, &mut traced, out);
+    if let Some(binding) = traced.binding {
+        check_covered_by_policy(ctx, &traced, &ev.items[binding], out);
+    }
 
     if !out.failed(Step::Trace) {
         let harvests: Vec<String> = traced
@@ -186,6 +189,38 @@ pub(crate) fn trace(ctx: &Ctx<'_>, subject: &Subject, out: &mut Findings) -> Tra
         );
     }
     traced
+}
+
+/// Under a policy that names commodities, a product made only of lots whose commodities it
+/// does not name cannot be vouched for: nothing in it is what the policy sets prices and
+/// certifications for. (Untraced inputs are findings already; a policy that names no
+/// commodity judges the evidence and the chain alone.)
+fn check_covered_by_policy(ctx: &Ctx<'_>, traced: &Traced, binding: &Item, out: &mut Findings) {
+    let made_of: Vec<&LotInfo> = inputs(&binding.statement.body)
+        .iter()
+        .filter_map(|i| lot_of(i).and_then(|l| traced.lots.get(&l)))
+        .collect();
+    if ctx.policy.commodities.is_empty()
+        || made_of.is_empty()
+        || made_of
+            .iter()
+            .any(|l| ctx.policy.commodity(&l.commodity).is_some())
+    {
+        return;
+    }
+    let mut commodities: Vec<&str> = made_of.iter().map(|l| l.commodity.as_str()).collect();
+    commodities.sort_unstable();
+    commodities.dedup();
+    out.fail(
+        Step::Trace,
+        Problem::ProductNotCovered,
+        Some(binding.index),
+        format!(
+            "{} is made of {}, none of which the policy names: it sets no price or certification for anything in it, so it cannot vouch for it",
+            binding.describe(),
+            commodities.join(", ")
+        ),
+    );
 }
 
 /// The lots an item consumes; an input that names no valid lot is a finding, and so is a
@@ -340,17 +375,33 @@ fn work_out_lots(ctx: &Ctx<'_>, traced: &mut Traced, out: &mut Findings) {
     }
 }
 
-/// A transformation's yield: (input total, output total in the input's unit, per mille).
-/// When an output is of a commodity family the policy names, only the inputs and outputs of
-/// that family count: 16 t of sand do not make 13 t of roasted coffee plausible. `None`
-/// when the inputs are unknown, the counted ones do not share one unit, or none of either
-/// is counted.
+/// A transformation's yield as shown: in the family of its first output of a policy family
+/// (see [`yield_in`]), else over all its inputs and outputs.
 pub(crate) fn yield_of(
     traced: &Traced,
     t: &proto::Transformation,
     policy: &Policy,
 ) -> Option<(u64, u64, u64)> {
-    let family = output_family(policy, t);
+    yield_in(
+        traced,
+        t,
+        policy,
+        output_families(policy, t).first().copied(),
+    )
+}
+
+/// A transformation's yield counted in `family`: (input total, output total, per mille).
+/// With a family, only the inputs and outputs of that family count (16 t of sand do not make
+/// 13 t of roasted coffee plausible), and every output of it must be in the inputs' unit.
+/// Without one, all inputs count, and the outputs in their unit. `None` when an input is not
+/// a lot of the chain, the counted inputs do not share one unit, an output of the family is
+/// in another, or either total is zero.
+pub(crate) fn yield_in(
+    traced: &Traced,
+    t: &proto::Transformation,
+    policy: &Policy,
+    family: Option<&str>,
+) -> Option<(u64, u64, u64)> {
     let counted = |commodity: &str| {
         family.is_none_or(|f| policy.commodity(commodity).map(|(g, _)| g) == Some(f))
     };
@@ -368,13 +419,19 @@ pub(crate) fn yield_of(
         input = input.saturating_add(i.amount);
     }
     let unit = unit?;
-    let output = t
+    let mut output: u64 = 0;
+    for q in t
         .outputs
         .iter()
         .filter(|o| counted(&o.commodity))
         .filter_map(|o| o.quantity)
-        .filter(|q| q.unit == unit)
-        .fold(0u64, |sum, q| sum.saturating_add(q.amount));
+    {
+        if q.unit == unit {
+            output = output.saturating_add(q.amount);
+        } else if family.is_some() {
+            return None;
+        }
+    }
     if input == 0 || output == 0 {
         return None;
     }
@@ -382,12 +439,18 @@ pub(crate) fn yield_of(
     Some((input, output, u64::try_from(per_mille).unwrap_or(u64::MAX)))
 }
 
-/// The policy's commodity family of a transformation's outputs: that of the first output
-/// whose commodity the policy names. Its yield is counted in that family alone.
-pub(crate) fn output_family<'p>(policy: &'p Policy, t: &proto::Transformation) -> Option<&'p str> {
-    t.outputs
-        .iter()
-        .find_map(|o| policy.commodity(&o.commodity).map(|(family, _)| family))
+/// The policy's commodity families of a transformation's outputs, each once, in output
+/// order.
+pub(crate) fn output_families<'p>(policy: &'p Policy, t: &proto::Transformation) -> Vec<&'p str> {
+    let mut families: Vec<&str> = Vec::new();
+    for o in &t.outputs {
+        if let Some((family, _)) = policy.commodity(&o.commodity) {
+            if !families.contains(&family) {
+                families.push(family);
+            }
+        }
+    }
+    families
 }
 
 /// "Marcala, La Paz, HN": the non-empty parts, joined.

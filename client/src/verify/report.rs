@@ -97,6 +97,7 @@ pub enum Problem {
     // 5. tracing
     NoBinding,
     BindingConflict,
+    ProductNotCovered,
     UntracedLot,
     NotALot,
     LotUsedBeforeCreated,

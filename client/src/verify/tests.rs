@@ -1131,13 +1131,16 @@ fn goods_from_nowhere_fail() {
     }
 }
 
-/// A roaster's chain from a harvest of `commodity` (and, with `pinch`, a little certified
-/// green coffee beside it) to a product of batch `batch`; returns the roasting's id.
+/// A roaster's chain to a product of batch `batch`: the Peruvian cooperative harvests and
+/// ships each of `harvests` (commodity, amount, farm-gate price) to the roaster, who roasts
+/// them all into `outputs` (commodity, quantity) and sells output `sold` whole to the
+/// retailer, who binds it. Returns the roasting's id.
 fn roasted_from(
     s: &mut Scenario,
     batch: &str,
-    commodity: &str,
-    pinch: bool,
+    harvests: &[(&str, &str, &str)],
+    outputs: &[(&str, proto::Quantity)],
+    sold: u32,
 ) -> crate::envelope::StatementId {
     use super::testlog::{kg, price, receipt, take, transfer};
     use proto::statement::Body;
@@ -1161,11 +1164,7 @@ fn roasted_from(
         })
     };
     let mut inputs = Vec::new();
-    let mut lots = vec![(commodity, "16000kg", "USD 0.01/kg")];
-    if pinch {
-        lots.push(("green coffee", "10kg", "USD 2.10/lb"));
-    }
-    for (commodity, amount, paid) in lots {
+    for &(commodity, amount, paid) in harvests {
         let made = s.log.append(&pe, harvest(commodity, amount, paid), &[]);
         let shipped = s.log.append(
             &pe,
@@ -1179,33 +1178,46 @@ fn roasted_from(
         &roaster,
         Body::Transformation(proto::Transformation {
             inputs,
-            outputs: vec![proto::LotOutput {
-                commodity: "roasted coffee".into(),
-                quantity: Some(kg("13000kg")),
-                lot_code: batch.into(),
-            }],
+            outputs: outputs
+                .iter()
+                .map(|(commodity, quantity)| proto::LotOutput {
+                    commodity: (*commodity).into(),
+                    quantity: Some(*quantity),
+                    lot_code: batch.into(),
+                })
+                .collect(),
             process: "roasting".into(),
         }),
         &[],
     );
-    let sold = s.log.append(
+    let whole = |id, output| proto::LotInput {
+        lot: Some(proto::LotRef {
+            statement_id: crate::envelope::StatementId::as_bytes(&id).to_vec(),
+            output,
+        }),
+        amount: outputs[output as usize].1.amount,
+    };
+    let sale = s.log.append(
         &roaster,
-        transfer(
-            vec![take(roasting, 0, "13000kg")],
-            &retailer,
-            "USD 9.00/kg",
-            batch,
+        transfer(vec![whole(roasting, sold)], &retailer, "USD 9.00/kg", batch),
+        &[],
+    );
+    s.log.append(
+        &retailer,
+        receipt_body(
+            sale,
+            proto::ReceiptOutcome::Confirmed,
+            outputs[sold as usize].1.amount,
         ),
         &[],
     );
-    s.log.append(&retailer, receipt(sold, "13000kg"), &[]);
     s.log.append(
         &retailer,
         Body::ProductBinding(proto::ProductBinding {
             gtin: GTIN.into(),
             batch: batch.into(),
             serial: String::new(),
-            inputs: vec![take(sold, 0, "13000kg")],
+            inputs: vec![whole(sale, 0)],
             product_name: "Santa Barbara roast".into(),
         }),
         &[],
@@ -1214,19 +1226,123 @@ fn roasted_from(
 }
 
 #[test]
+fn a_second_output_cannot_escape_the_yield() {
+    use super::testlog::kg;
+    let mut s = Scenario::build(Knobs::default());
+    let coffee = ("green coffee", "1000kg", "USD 2.10/lb");
+    let pieces = |n| proto::Quantity {
+        amount: n,
+        unit: proto::Unit::Piece as i32,
+    };
+    // 1 t of green coffee roasted into 800 kg, which is plausible, and also into five
+    // million pieces of roasted coffee, sold and bound: the yield in coffee cannot be
+    // worked out, and roasting is bounded, so it fails.
+    let roasting = roasted_from(
+        &mut s,
+        "DECOY-1",
+        &[coffee],
+        &[
+            ("roasted coffee", kg("800kg")),
+            ("roasted coffee", pieces(5_000_000)),
+        ],
+        1,
+    );
+    let report = verify_bundle(
+        &s.log.bundle(Subject::Product(
+            ProductId::new(GTIN, "DECOY-1", None).unwrap(),
+        )),
+        &s.policy(),
+    );
+    let f = assert_fails(
+        &report,
+        Problem::YieldNotComputable,
+        Some(s.log.index_of(roasting)),
+    );
+    assert!(f.message.contains("the policy bounds"), "{}", f.message);
+    assert_only(&report, &[Problem::YieldNotComputable]);
+}
+
+#[test]
+fn a_product_of_nothing_the_policy_names_fails() {
+    use super::testlog::{kg, price, receipt, take, transfer};
+    use proto::statement::Body;
+    let mut s = Scenario::build(Knobs::default());
+    let (pe, retailer) = (s.keys.pe_coop.clone(), s.keys.retailer.clone());
+    let sand = s.log.append(
+        &pe,
+        Body::Harvest(proto::Harvest {
+            commodity: "sand".into(),
+            quantity: Some(kg("1000kg")),
+            harvested_from_ms: T0,
+            harvested_until_ms: T0 + DAY,
+            country: "PE".into(),
+            region: "Puno".into(),
+            farmgate_price: Some(price("USD 0.01/kg")),
+            premium: None,
+            farmer_count: 1,
+            lot_code: "SAND".into(),
+        }),
+        &[],
+    );
+    let sale = s.log.append(
+        &pe,
+        transfer(
+            vec![take(sand, 0, "1000kg")],
+            &retailer,
+            "USD 0.02/kg",
+            "S-1",
+        ),
+        &[],
+    );
+    s.log.append(&retailer, receipt(sale, "1000kg"), &[]);
+    let binding = s.log.append(
+        &retailer,
+        Body::ProductBinding(proto::ProductBinding {
+            gtin: GTIN.into(),
+            batch: "SAND-3".into(),
+            serial: String::new(),
+            inputs: vec![take(sale, 0, "1000kg")],
+            product_name: "Santa Barbara roast".into(),
+        }),
+        &[],
+    );
+    let report = verify_bundle(
+        &s.log.bundle(Subject::Product(
+            ProductId::new(GTIN, "SAND-3", None).unwrap(),
+        )),
+        &s.policy(),
+    );
+    let f = assert_fails(
+        &report,
+        Problem::ProductNotCovered,
+        Some(s.log.index_of(binding)),
+    );
+    assert!(f.message.contains("made of sand"), "{}", f.message);
+    assert_only(&report, &[Problem::ProductNotCovered]);
+}
+
+#[test]
 fn coffee_made_from_something_else_fails() {
     let mut s = Scenario::build(Knobs::default());
+    let sand = ("sand", "16000kg", "USD 0.01/kg");
+    let roasted = [("roasted coffee", super::testlog::kg("13000kg"))];
     // Sand roasted into coffee: the policy's coffee made from no coffee.
-    let sand = roasted_from(&mut s, "SAND-1", "sand", false);
+    let from_sand = roasted_from(&mut s, "SAND-1", &[sand], &roasted, 0);
     // A pinch of coffee in the sand: the yield counts coffee alone, 13 t from 10 kg.
-    let pinch = roasted_from(&mut s, "SAND-2", "sand", true);
+    let pinch = roasted_from(
+        &mut s,
+        "SAND-2",
+        &[sand, ("green coffee", "10kg", "USD 2.10/lb")],
+        &roasted,
+        0,
+    );
     let product = |batch| Subject::Product(ProductId::new(GTIN, batch, None).unwrap());
 
     let report = verify_bundle(&s.log.bundle(product("SAND-1")), &s.policy());
     let f = assert_fails(
         &report,
         Problem::CommodityWithoutSource,
-        Some(s.log.index_of(sand)),
+        Some(s.log.index_of(from_sand)),
     );
     assert!(
         f.message
@@ -1242,7 +1358,12 @@ fn coffee_made_from_something_else_fails() {
         Problem::YieldOutOfBounds,
         Some(s.log.index_of(pinch)),
     );
-    assert!(f.message.contains("10 kg into 13,000 kg"), "{}", f.message);
+    assert!(
+        f.message
+            .contains("10 kg of coffee into 13,000 kg of coffee"),
+        "{}",
+        f.message
+    );
     assert_only(&report, &[Problem::YieldOutOfBounds]);
 }
 

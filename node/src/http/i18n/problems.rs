@@ -109,6 +109,10 @@ fn texts(problem: Problem) -> (&'static str, &'static str) {
             "This product code is linked to goods twice.",
             "Este código de producto está vinculado dos veces a la mercancía.",
         ),
+        P::ProductNotCovered => (
+            "The policy covers nothing this product is made of, so it cannot vouch for it.",
+            "La política no cubre nada de lo que está hecho este producto, así que no puede avalarlo.",
+        ),
         P::UntracedLot => (
             "Part of the goods cannot be traced back to a harvest.",
             "Parte de la mercancía no se puede rastrear hasta una cosecha.",
