@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::chain::{inputs, lot_of, output_families, place, yield_in, LotInfo, Traced};
+use super::chain::{inputs, lot_of, named, place, yield_of, Traced};
 use super::evidence::Item;
 use super::identity::possessive;
 use super::report::Assurance;
@@ -103,7 +103,11 @@ pub(crate) fn check(ctx: &Ctx<'_>, traced: &Traced, out: &mut Findings) {
                 bad_steps.insert(pos);
             }
         }
-        if bad_steps.contains(&pos) {
+        // A step that uses nothing failed in step 5; it holds no lots to speak of.
+        if bad_steps.contains(&pos)
+            || inputs(&item.statement.body).is_empty()
+                && !matches!(item.statement.body, Body::Harvest(_))
+        {
             continue;
         }
         let message = match &item.statement.body {
@@ -151,8 +155,8 @@ pub(crate) fn check(ctx: &Ctx<'_>, traced: &Traced, out: &mut Findings) {
     }
 }
 
-/// Checks a transformation's sources and yields against the policy, in each policy family
-/// its outputs fall in (or over everything when none does); false when it fails.
+/// Checks a transformation's source and yield against the policy; false when it fails, or
+/// when an input is missing, unknown or empty (findings of steps 5 and 6 already).
 fn check_yield(
     ctx: &Ctx<'_>,
     traced: &Traced,
@@ -160,82 +164,49 @@ fn check_yield(
     t: &proto::Transformation,
     out: &mut Findings,
 ) -> bool {
-    let families = output_families(ctx.policy, t);
-    if families.is_empty() {
-        return check_yield_in(ctx, traced, item, t, None, out);
-    }
-    let mut sound = true;
-    for family in families {
-        sound &= check_source(ctx, traced, item, t, family, out)
-            && check_yield_in(ctx, traced, item, t, Some(family), out);
-    }
-    sound
-}
-
-/// Whether a transformation that makes goods of policy family `family` uses some of it.
-fn check_source(
-    ctx: &Ctx<'_>,
-    traced: &Traced,
-    item: &Item,
-    t: &proto::Transformation,
-    family: &str,
-    out: &mut Findings,
-) -> bool {
-    let of_family = |commodity: &str| {
-        ctx.policy
-            .commodity(commodity)
-            .is_some_and(|(f, _)| f == family)
-    };
-    let lots: Vec<&LotInfo> = t
-        .inputs
-        .iter()
-        .filter_map(|i| lot_of(i).and_then(|l| traced.lots.get(&l)))
-        .collect();
-    if lots.iter().any(|info| of_family(&info.commodity)) {
-        return true;
-    }
-    let made: Vec<&str> = t
-        .outputs
-        .iter()
-        .filter(|o| of_family(&o.commodity))
-        .map(|o| o.commodity.as_str())
-        .collect();
-    let from: Vec<&str> = lots.iter().map(|info| info.commodity.as_str()).collect();
-    out.fail(
-        Step::Quantities,
-        Problem::CommodityWithoutSource,
-        Some(item.index),
-        format!(
-            "{} {} at entry {} made {} from no {family} (its inputs: {}); what the policy counts as {family} must be made from {family}",
-            possessive(&ctx.ids.name(&item.statement.issuer)),
-            t.process,
-            item.index,
-            made.join(" and "),
-            if from.is_empty() { "none known".to_owned() } else { from.join(", ") }
-        ),
-    );
-    false
-}
-
-/// Checks a transformation's yield in `family` (see [`yield_in`]) against the policy's
-/// bounds for its process. A yield that cannot be worked out is a warning, and a failure
-/// when the policy bounds the process: what it bounds must be checked.
-fn check_yield_in(
-    ctx: &Ctx<'_>,
-    traced: &Traced,
-    item: &Item,
-    t: &proto::Transformation,
-    family: Option<&str>,
-    out: &mut Findings,
-) -> bool {
     let entry = Some(item.index);
     let actor = possessive(&ctx.ids.name(&item.statement.issuer));
+    let mut used = Vec::with_capacity(t.inputs.len());
+    for input in &t.inputs {
+        match lot_of(input).and_then(|l| traced.lots.get(&l)) {
+            Some(info) if input.amount > 0 => used.push(info.commodity.as_str()),
+            _ => return false,
+        }
+    }
+    if used.is_empty() {
+        return false;
+    }
+    let mut made: Vec<&str> = t
+        .outputs
+        .iter()
+        .map(|o| o.commodity.as_str())
+        .filter(|c| named(ctx.policy, c))
+        .collect();
+    made.dedup();
+    if !made.is_empty() && !used.iter().any(|c| named(ctx.policy, c)) {
+        used.sort_unstable();
+        used.dedup();
+        out.fail(
+            Step::Quantities,
+            Problem::CommodityWithoutSource,
+            entry,
+            format!(
+                "{actor} {} at entry {} made {} from {}, nothing the policy names; what it sets prices and certifications for must be made from goods it names",
+                t.process,
+                item.index,
+                made.join(" and "),
+                used.join(", ")
+            ),
+        );
+        return false;
+    }
     let bounds = ctx.policy.yields.get(&t.process);
-    let of = family.map(|f| format!(" of {f}")).unwrap_or_default();
-    let Some((input, output, per_mille)) = yield_in(traced, t, ctx.policy, family) else {
+    let Some(y) = yield_of(traced, t, ctx.policy) else {
         let message = format!(
-            "the yield{of} of {actor} {} at entry {} cannot be worked out (its inputs and outputs{of} do not share a unit)",
-            t.process, item.index
+            "the yield of {actor} {} at entry {} cannot be worked out (its inputs and outputs{} do not share a unit)",
+            t.process,
+            item.index,
+            if made.is_empty() { "" } else { " that the policy names" }
         );
         if let Some(bounds) = bounds {
             out.fail(
@@ -257,17 +228,16 @@ fn check_yield_in(
         );
         return true;
     };
-    let unit = traced
-        .lots
-        .get(&LotId {
-            statement: item.statement.id,
-            output: 0,
-        })
-        .map_or(0, |l| l.unit);
     let amounts = format!(
-        "{}{of} into {}{of}: a yield of {per_mille}‰",
-        DisplayQuantity(input, unit),
-        DisplayQuantity(output, unit)
+        "{} into {}: a yield of {}‰{}",
+        DisplayQuantity(y.input, y.unit),
+        DisplayQuantity(y.output, y.unit),
+        y.per_mille,
+        if y.partial {
+            " (counting only the goods the policy names)"
+        } else {
+            ""
+        }
     );
     let Some(bounds) = bounds else {
         out.warn(
@@ -283,9 +253,9 @@ fn check_yield_in(
         return true;
     };
     // Exact: output/input within [min, max]/1000, by cross multiplication.
-    let scaled = u128::from(output) * 1000;
-    let within = scaled >= u128::from(bounds.min_per_mille) * u128::from(input)
-        && scaled <= u128::from(bounds.max_per_mille) * u128::from(input);
+    let scaled = u128::from(y.output) * 1000;
+    let within = scaled >= u128::from(bounds.min_per_mille) * u128::from(y.input)
+        && scaled <= u128::from(bounds.max_per_mille) * u128::from(y.input);
     if within {
         out.pass(
             Step::Quantities,

@@ -191,34 +191,35 @@ pub(crate) fn trace(ctx: &Ctx<'_>, subject: &Subject, out: &mut Findings) -> Tra
     traced
 }
 
-/// Under a policy that names commodities, a product made only of lots whose commodities it
-/// does not name cannot be vouched for: nothing in it is what the policy sets prices and
-/// certifications for. (Untraced inputs are findings already; a policy that names no
-/// commodity judges the evidence and the chain alone.)
+/// Under a policy that names commodities, a product whose chain reaches harvests of none of
+/// them cannot be vouched for: nothing in it is what the policy sets prices and
+/// certifications for. (A chain that reaches no harvest has failed already; a policy that
+/// names no commodity judges the evidence and the chain alone.)
 fn check_covered_by_policy(ctx: &Ctx<'_>, traced: &Traced, binding: &Item, out: &mut Findings) {
-    let made_of: Vec<&LotInfo> = inputs(&binding.statement.body)
+    let mut harvested: Vec<&str> = traced
+        .steps
         .iter()
-        .filter_map(|i| lot_of(i).and_then(|l| traced.lots.get(&l)))
+        .filter_map(|&pos| match &ctx.ev.items[pos].statement.body {
+            Body::Harvest(h) => Some(h.commodity.as_str()),
+            _ => None,
+        })
         .collect();
     if ctx.policy.commodities.is_empty()
-        || made_of.is_empty()
-        || made_of
-            .iter()
-            .any(|l| ctx.policy.commodity(&l.commodity).is_some())
+        || harvested.is_empty()
+        || harvested.iter().any(|c| named(ctx.policy, c))
     {
         return;
     }
-    let mut commodities: Vec<&str> = made_of.iter().map(|l| l.commodity.as_str()).collect();
-    commodities.sort_unstable();
-    commodities.dedup();
+    harvested.sort_unstable();
+    harvested.dedup();
     out.fail(
         Step::Trace,
         Problem::ProductNotCovered,
         Some(binding.index),
         format!(
-            "{} is made of {}, none of which the policy names: it sets no price or certification for anything in it, so it cannot vouch for it",
+            "{} is made from harvests of {}, none of which the policy names: it sets no price or certification for anything in it, so it cannot vouch for it",
             binding.describe(),
-            commodities.join(", ")
+            harvested.join(", ")
         ),
     );
 }
@@ -375,41 +376,41 @@ fn work_out_lots(ctx: &Ctx<'_>, traced: &mut Traced, out: &mut Findings) {
     }
 }
 
-/// A transformation's yield as shown: in the family of its first output of a policy family
-/// (see [`yield_in`]), else over all its inputs and outputs.
+/// A transformation's yield: the input and output totals it is counted on, their unit,
+/// per mille, and whether some inputs were left out of the count.
+pub(crate) struct Yield {
+    pub input: u64,
+    pub output: u64,
+    pub unit: i32,
+    pub per_mille: u64,
+    pub partial: bool,
+}
+
+/// Whether the policy names `commodity` (in any of its families).
+pub(crate) fn named(policy: &Policy, commodity: &str) -> bool {
+    policy.commodity(commodity).is_some()
+}
+
+/// A transformation's yield. When an output is of a commodity the policy names, only the
+/// inputs and outputs the policy names count (16 t of sand do not make 13 t of roasted coffee
+/// plausible; a blend of two kinds of coffee counts both), and every counted output must be
+/// in the counted inputs' unit. Otherwise all inputs count, and the outputs in their unit.
+/// `None` when an input is not a lot of the chain, the counted inputs do not share one unit,
+/// a counted output is in another, or either total is zero.
 pub(crate) fn yield_of(
     traced: &Traced,
     t: &proto::Transformation,
     policy: &Policy,
-) -> Option<(u64, u64, u64)> {
-    yield_in(
-        traced,
-        t,
-        policy,
-        output_families(policy, t).first().copied(),
-    )
-}
-
-/// A transformation's yield counted in `family`: (input total, output total, per mille).
-/// With a family, only the inputs and outputs of that family count (16 t of sand do not make
-/// 13 t of roasted coffee plausible), and every output of it must be in the inputs' unit.
-/// Without one, all inputs count, and the outputs in their unit. `None` when an input is not
-/// a lot of the chain, the counted inputs do not share one unit, an output of the family is
-/// in another, or either total is zero.
-pub(crate) fn yield_in(
-    traced: &Traced,
-    t: &proto::Transformation,
-    policy: &Policy,
-    family: Option<&str>,
-) -> Option<(u64, u64, u64)> {
-    let counted = |commodity: &str| {
-        family.is_none_or(|f| policy.commodity(commodity).map(|(g, _)| g) == Some(f))
-    };
+) -> Option<Yield> {
+    let covered = t.outputs.iter().any(|o| named(policy, &o.commodity));
+    let counted = |commodity: &str| !covered || named(policy, commodity);
     let mut unit = None;
     let mut input: u64 = 0;
+    let mut partial = false;
     for i in &t.inputs {
         let info = lot_of(i).and_then(|l| traced.lots.get(&l))?;
         if !counted(&info.commodity) {
+            partial = true;
             continue;
         }
         if unit.is_some_and(|u| u != info.unit) {
@@ -428,7 +429,7 @@ pub(crate) fn yield_in(
     {
         if q.unit == unit {
             output = output.saturating_add(q.amount);
-        } else if family.is_some() {
+        } else if covered {
             return None;
         }
     }
@@ -436,21 +437,13 @@ pub(crate) fn yield_in(
         return None;
     }
     let per_mille = u128::from(output) * 1000 / u128::from(input);
-    Some((input, output, u64::try_from(per_mille).unwrap_or(u64::MAX)))
-}
-
-/// The policy's commodity families of a transformation's outputs, each once, in output
-/// order.
-pub(crate) fn output_families<'p>(policy: &'p Policy, t: &proto::Transformation) -> Vec<&'p str> {
-    let mut families: Vec<&str> = Vec::new();
-    for o in &t.outputs {
-        if let Some((family, _)) = policy.commodity(&o.commodity) {
-            if !families.contains(&family) {
-                families.push(family);
-            }
-        }
-    }
-    families
+    Some(Yield {
+        input,
+        output,
+        unit,
+        per_mille: u64::try_from(per_mille).unwrap_or(u64::MAX),
+        partial,
+    })
 }
 
 /// "Marcala, La Paz, HN": the non-empty parts, joined.

@@ -246,23 +246,6 @@ pub(crate) fn check(
                 continue;
             }
         };
-        // The log's time for an entry is what every later check trusts. A statement signed
-        // after the log says it integrated it (beyond the skew the ledger rules allow) shows
-        // a log clock held back, which could put goods inside a certificate's dates.
-        if statement.issued_at_ms > leaf.integrated_at_ms.saturating_add(MAX_FUTURE_SKEW_MS) {
-            out.fail(
-                Step::Signatures,
-                Problem::IssuedAfterLogged,
-                entry,
-                format!(
-                    "entry {index} (a {}) was signed at {} ms, more than {} minutes after the log says it integrated it ({} ms): the log's clock was held back",
-                    statement.kind(),
-                    statement.issued_at_ms,
-                    MAX_FUTURE_SKEW_MS / 60_000,
-                    leaf.integrated_at_ms
-                ),
-            );
-        }
         decoded.push((index, leaf.integrated_at_ms, statement));
         envelopes.push(envelope);
     }
@@ -274,6 +257,23 @@ pub(crate) fn check(
     {
         match result {
             Ok(verified) => {
+                // The log's time for an entry is what every later check trusts. A statement
+                // signed after the log says it integrated it (beyond the skew the ledger
+                // rules allow) shows a log clock held back, which could put goods inside a
+                // certificate's dates.
+                if statement.issued_at_ms > at.saturating_add(MAX_FUTURE_SKEW_MS) {
+                    out.fail(
+                        Step::Signatures,
+                        Problem::IssuedAfterLogged,
+                        Some(index),
+                        format!(
+                            "entry {index} (a {}) was signed at {} ms, more than {} minutes after the log says it integrated it ({at} ms): the log's clock was held back",
+                            statement.kind(),
+                            statement.issued_at_ms,
+                            MAX_FUTURE_SKEW_MS / 60_000,
+                        ),
+                    );
+                }
                 let signers: Vec<PublicKey> = verified.signers().collect();
                 signatures += signers.len();
                 items.push(Item {

@@ -1317,8 +1317,56 @@ fn a_product_of_nothing_the_policy_names_fails() {
         Problem::ProductNotCovered,
         Some(s.log.index_of(binding)),
     );
-    assert!(f.message.contains("made of sand"), "{}", f.message);
+    assert!(
+        f.message
+            .contains("made from harvests of sand, none of which the policy names"),
+        "{}",
+        f.message
+    );
     assert_only(&report, &[Problem::ProductNotCovered]);
+}
+
+#[test]
+fn a_blend_of_kinds_the_policy_prices_apart_is_counted_whole() {
+    use super::testlog::kg;
+    // The policy prices natural robusta apart from the coffee family (as the example policy
+    // does): a blend of both roasted into "roasted coffee" is made from goods it names, and
+    // its yield counts both inputs, 830 kg from 1 t.
+    let mut s = Scenario::build(Knobs::default());
+    let roasting = roasted_from(
+        &mut s,
+        "BLEND-1",
+        &[
+            ("green coffee", "600kg", "USD 2.10/lb"),
+            ("natural robusta", "400kg", "USD 1.30/lb"),
+        ],
+        &[("roasted coffee", kg("830kg"))],
+        0,
+    );
+    let policy = Policy::from_toml(&format!(
+        "{}\n[commodities.\"natural robusta\"]\nminimum_price = \"USD 1.20/lb\"\npremium = \"USD 0.20/lb\"\n",
+        s.policy_toml()
+    ))
+    .unwrap();
+    let report = verify_bundle(
+        &s.log.bundle(Subject::Product(
+            ProductId::new(GTIN, "BLEND-1", None).unwrap(),
+        )),
+        &policy,
+    );
+    assert_eq!(
+        report.verdict,
+        Verdict::Verified,
+        "{}",
+        render_text(&report)
+    );
+    let step = report
+        .chain
+        .journey
+        .iter()
+        .find(|j| j.entry == s.log.index_of(roasting))
+        .unwrap();
+    assert_eq!(step.yield_per_mille, Some(830));
 }
 
 #[test]
@@ -1346,11 +1394,15 @@ fn coffee_made_from_something_else_fails() {
     );
     assert!(
         f.message
-            .contains("made roasted coffee from no coffee (its inputs: sand)"),
+            .contains("made roasted coffee from sand, nothing the policy names"),
         "{}",
         f.message
     );
-    assert_only(&report, &[Problem::CommodityWithoutSource]);
+    // The product as a whole comes from no harvest the policy names, too.
+    assert_only(
+        &report,
+        &[Problem::CommodityWithoutSource, Problem::ProductNotCovered],
+    );
 
     let report = verify_bundle(&s.log.bundle(product("SAND-2")), &s.policy());
     let f = assert_fails(
@@ -1359,8 +1411,9 @@ fn coffee_made_from_something_else_fails() {
         Some(s.log.index_of(pinch)),
     );
     assert!(
-        f.message
-            .contains("10 kg of coffee into 13,000 kg of coffee"),
+        f.message.contains(
+            "10 kg into 13,000 kg: a yield of 1300000‰ (counting only the goods the policy names)"
+        ),
         "{}",
         f.message
     );

@@ -240,7 +240,7 @@ pub(crate) fn build(
             }
             Body::Transformation(t) => {
                 step.process = Some(t.process.clone());
-                step.yield_per_mille = yield_of(traced, t, ctx.policy).map(|(_, _, y)| y);
+                step.yield_per_mille = yield_of(traced, t, ctx.policy).map(|y| y.per_mille);
             }
             _ => {}
         }

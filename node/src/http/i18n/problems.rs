@@ -73,7 +73,7 @@ fn texts(problem: Problem) -> (&'static str, &'static str) {
         ),
         P::IssuedAfterLogged => (
             "A statement was signed after the record says it was logged: the record's clock was held back.",
-            "Una declaración se firmó después de que el registro dice haberla anotado: su reloj se atrasó.",
+            "Una declaración se firmó después de que el registro dice haberla anotado: el reloj del registro se atrasó.",
         ),
         P::BadSignature => (
             "A signature is not genuine.",
@@ -110,8 +110,8 @@ fn texts(problem: Problem) -> (&'static str, &'static str) {
             "Este código de producto está vinculado dos veces a la mercancía.",
         ),
         P::ProductNotCovered => (
-            "The policy covers nothing this product is made of, so it cannot vouch for it.",
-            "La política no cubre nada de lo que está hecho este producto, así que no puede avalarlo.",
+            "The policy covers none of the harvests this product comes from, so it cannot vouch for it.",
+            "La política no cubre ninguna de las cosechas de las que viene este producto, así que no puede avalarlo.",
         ),
         P::UntracedLot => (
             "Part of the goods cannot be traced back to a harvest.",
@@ -155,8 +155,8 @@ fn texts(problem: Problem) -> (&'static str, &'static str) {
             "No se puede calcular el rendimiento de una transformación (unidades distintas).",
         ),
         P::CommodityWithoutSource => (
-            "Processing made goods the policy covers out of none of them.",
-            "Una transformación produjo mercancía que cubre la política a partir de nada de ella.",
+            "Processing made goods the policy covers from nothing it covers.",
+            "Una transformación produjo mercancía que cubre la política a partir de nada que ella cubra.",
         ),
         // 7. receipts
         P::ReceiptMissing => (
