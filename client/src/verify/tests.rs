@@ -27,6 +27,12 @@ fn verify(s: &Scenario) -> Report {
     verify_bundle(&s.bundle(), &s.policy())
 }
 
+/// Verifies the bundle of GTIN [`GTIN`] batch `batch` from the scenario's log.
+fn verify_batch(s: &Scenario, batch: &str) -> Report {
+    let product = ProductId::new(GTIN, batch, None).expect("a valid GTIN");
+    verify_bundle(&s.log.bundle(Subject::Product(product)), &s.policy())
+}
+
 fn scenario(change: impl FnOnce(&mut Knobs)) -> Scenario {
     let mut knobs = Knobs::default();
     change(&mut knobs);
@@ -1118,10 +1124,7 @@ fn goods_from_nowhere_fail() {
         ("NOWHERE-2", roasting),
         ("NOWHERE-3", transfer),
     ] {
-        let bundle = s
-            .log
-            .bundle(Subject::Product(ProductId::new(GTIN, batch, None).unwrap()));
-        let report = verify_bundle(&bundle, &s.policy());
+        let report = verify_batch(&s, batch);
         let f = assert_fails(
             &report,
             Problem::InvalidStatement,
@@ -1247,12 +1250,7 @@ fn a_second_output_cannot_escape_the_yield() {
         ],
         1,
     );
-    let report = verify_bundle(
-        &s.log.bundle(Subject::Product(
-            ProductId::new(GTIN, "DECOY-1", None).unwrap(),
-        )),
-        &s.policy(),
-    );
+    let report = verify_batch(&s, "DECOY-1");
     let f = assert_fails(
         &report,
         Problem::YieldNotComputable,
@@ -1306,12 +1304,7 @@ fn a_product_of_nothing_the_policy_names_fails() {
         }),
         &[],
     );
-    let report = verify_bundle(
-        &s.log.bundle(Subject::Product(
-            ProductId::new(GTIN, "SAND-3", None).unwrap(),
-        )),
-        &s.policy(),
-    );
+    let report = verify_batch(&s, "SAND-3");
     let f = assert_fails(
         &report,
         Problem::ProductNotCovered,
@@ -1384,9 +1377,7 @@ fn coffee_made_from_something_else_fails() {
         &roasted,
         0,
     );
-    let product = |batch| Subject::Product(ProductId::new(GTIN, batch, None).unwrap());
-
-    let report = verify_bundle(&s.log.bundle(product("SAND-1")), &s.policy());
+    let report = verify_batch(&s, "SAND-1");
     let f = assert_fails(
         &report,
         Problem::CommodityWithoutSource,
@@ -1404,7 +1395,7 @@ fn coffee_made_from_something_else_fails() {
         &[Problem::CommodityWithoutSource, Problem::ProductNotCovered],
     );
 
-    let report = verify_bundle(&s.log.bundle(product("SAND-2")), &s.policy());
+    let report = verify_batch(&s, "SAND-2");
     let f = assert_fails(
         &report,
         Problem::YieldOutOfBounds,
