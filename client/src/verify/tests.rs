@@ -1134,6 +1134,41 @@ fn goods_from_nowhere_fail() {
     }
 }
 
+/// The Peruvian cooperative harvests `(commodity, amount, farm-gate price)` for batch
+/// `batch` and ships it all to `to`, who confirms it; returns the transfer's id.
+fn shipped(
+    s: &mut Scenario,
+    batch: &str,
+    (commodity, amount, paid): (&str, &str, &str),
+    to: &ed25519_dalek::SigningKey,
+) -> crate::envelope::StatementId {
+    use super::testlog::{kg, price, receipt, take, transfer};
+    let pe = s.keys.pe_coop.clone();
+    let made = s.log.append(
+        &pe,
+        proto::statement::Body::Harvest(proto::Harvest {
+            commodity: commodity.into(),
+            quantity: Some(kg(amount)),
+            harvested_from_ms: T0,
+            harvested_until_ms: T0 + DAY,
+            country: "PE".into(),
+            region: "Puno".into(),
+            farmgate_price: Some(price(paid)),
+            premium: Some(price("USD 0.20/lb")),
+            farmer_count: 12,
+            lot_code: format!("{batch}-{commodity}"),
+        }),
+        &[],
+    );
+    let sale = s.log.append(
+        &pe,
+        transfer(vec![take(made, 0, amount)], to, "USD 3.00/kg", batch),
+        &[],
+    );
+    s.log.append(to, receipt(sale, amount), &[]);
+    sale
+}
+
 /// A roaster's chain to a product of batch `batch`: the Peruvian cooperative harvests and
 /// ships each of `harvests` (commodity, amount, farm-gate price) to the roaster, who roasts
 /// them all into `outputs` (commodity, quantity) and sells output `sold` whole to the
@@ -1145,38 +1180,16 @@ fn roasted_from(
     outputs: &[(&str, proto::Quantity)],
     sold: u32,
 ) -> crate::envelope::StatementId {
-    use super::testlog::{kg, price, receipt, take, transfer};
+    use super::testlog::{take, transfer};
     use proto::statement::Body;
-    let (pe, roaster, retailer) = (
-        s.keys.pe_coop.clone(),
-        s.keys.roaster.clone(),
-        s.keys.retailer.clone(),
-    );
-    let harvest = |commodity: &str, amount: &str, paid: &str| {
-        Body::Harvest(proto::Harvest {
-            commodity: commodity.into(),
-            quantity: Some(kg(amount)),
-            harvested_from_ms: T0,
-            harvested_until_ms: T0 + DAY,
-            country: "PE".into(),
-            region: "Puno".into(),
-            farmgate_price: Some(price(paid)),
-            premium: Some(price("USD 0.20/lb")),
-            farmer_count: 12,
-            lot_code: format!("{batch}-{commodity}"),
+    let (roaster, retailer) = (s.keys.roaster.clone(), s.keys.retailer.clone());
+    let inputs = harvests
+        .iter()
+        .map(|&harvest| {
+            let amount = harvest.1;
+            take(shipped(s, batch, harvest, &roaster), 0, amount)
         })
-    };
-    let mut inputs = Vec::new();
-    for &(commodity, amount, paid) in harvests {
-        let made = s.log.append(&pe, harvest(commodity, amount, paid), &[]);
-        let shipped = s.log.append(
-            &pe,
-            transfer(vec![take(made, 0, amount)], &roaster, "USD 3.00/kg", batch),
-            &[],
-        );
-        s.log.append(&roaster, receipt(shipped, amount), &[]);
-        inputs.push(take(shipped, 0, amount));
-    }
+        .collect();
     let roasting = s.log.append(
         &roaster,
         Body::Transformation(proto::Transformation {
@@ -1262,37 +1275,16 @@ fn a_second_output_cannot_escape_the_yield() {
 
 #[test]
 fn a_product_of_nothing_the_policy_names_fails() {
-    use super::testlog::{kg, price, receipt, take, transfer};
+    use super::testlog::take;
     use proto::statement::Body;
     let mut s = Scenario::build(Knobs::default());
-    let (pe, retailer) = (s.keys.pe_coop.clone(), s.keys.retailer.clone());
-    let sand = s.log.append(
-        &pe,
-        Body::Harvest(proto::Harvest {
-            commodity: "sand".into(),
-            quantity: Some(kg("1000kg")),
-            harvested_from_ms: T0,
-            harvested_until_ms: T0 + DAY,
-            country: "PE".into(),
-            region: "Puno".into(),
-            farmgate_price: Some(price("USD 0.01/kg")),
-            premium: None,
-            farmer_count: 1,
-            lot_code: "SAND".into(),
-        }),
-        &[],
+    let retailer = s.keys.retailer.clone();
+    let sale = shipped(
+        &mut s,
+        "SAND-3",
+        ("sand", "1000kg", "USD 0.01/kg"),
+        &retailer,
     );
-    let sale = s.log.append(
-        &pe,
-        transfer(
-            vec![take(sand, 0, "1000kg")],
-            &retailer,
-            "USD 0.02/kg",
-            "S-1",
-        ),
-        &[],
-    );
-    s.log.append(&retailer, receipt(sale, "1000kg"), &[]);
     let binding = s.log.append(
         &retailer,
         Body::ProductBinding(proto::ProductBinding {
